@@ -1,0 +1,273 @@
+"""The configuration: a TOML file plus `OPTOUT_MAIL_*` environment variables (pydantic-settings).
+
+Loaded once, at the edge, by `load_config`; everything below receives values. Every problem is
+reported at once as a `ConfigError` that names the key and where it came from, never a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import stat
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from optout_mail.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "optout-mail"
+ENV_PREFIX = "OPTOUT_MAIL_"
+CONFIG_ENV = "OPTOUT_MAIL_CONFIG"
+ACCOUNT_NAME = r"^[a-z0-9]+(_[a-z0-9]+)*$"
+DEFAULT_SINCE = date(2024, 5, 1)  # Meta's first objection wave started in May 2024
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path(APP_NAME) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME)
+
+
+class Account(BaseModel):
+    """One IMAP account, keyed by a lower-case name in `[accounts.NAME]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    allow_plaintext: bool = False  # plaintext IMAP beyond loopback, for people who must
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr | None = None
+    password_command: str | list[str] | None = None
+    keyring: bool = False  # look the password up in the system keyring (service "optout-mail")
+    address: str | None = None  # the address Meta writes to, when it is not the username
+    folders: list[str] | None = None  # default: INBOX plus the server's \Junk folder
+    ca_file: Path | None = None
+    since: date = DEFAULT_SINCE  # how far back the first scan of a folder looks
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            value = value.expanduser()
+            if not value.is_file():
+                raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Account:
+        if self.security == "plain" and not self.allow_plaintext and not _is_loopback(self.host):
+            raise ValueError(
+                f"security = \"plain\" sends the password unencrypted to {self.host}; use tls or "
+                "starttls, or set allow_plaintext = true if you really mean it"
+            )
+        if self.password is None and not self.password_command and not self.keyring:
+            raise ValueError(
+                "no password given: set password, password_command or keyring = true "
+                "(or the environment variable OPTOUT_MAIL_ACCOUNTS__<NAME>__PASSWORD)"
+            )
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 993 if self.security == "tls" else 143
+
+    @property
+    def mail_address(self) -> str:
+        """The user's address at this account, as requests are keyed by it."""
+        if self.address:
+            return self.address.lower()
+        return self.username.lower() if "@" in self.username else ""
+
+
+class Notifications(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    show_codes: bool = True  # put one-time codes in the popup
+
+
+class Settings(BaseSettings):
+    """Everything optout-mail can be told. Field names are the TOML keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    poll_interval: Annotated[int, Field(ge=30, le=86400)] = 300
+    rules_dirs: list[Path] = Field(default_factory=list)
+    notifications: Notifications = Notifications()
+    accounts: dict[str, Account] = Field(default_factory=dict)
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_names(cls, value: dict[str, Account]) -> dict[str, Account]:
+        import re
+
+        bad = [name for name in value if not re.match(ACCOUNT_NAME, name)]
+        if bad:
+            raise ValueError(
+                f"account name {bad[0]!r} must be lower-case letters and digits, words joined by "
+                "single underscores (environment variables cannot tell cases apart)"
+            )
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("rules_dirs")
+    @classmethod
+    def _expand_rules_dirs(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser() for p in value]
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+
+def resolve_config_path(explicit: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read and whether the user named it (then it must exist)."""
+    if explicit is not None:
+        return explicit.expanduser(), True
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser(), True
+    return default_config_path(), False
+
+
+def load_config(explicit: Path | None = None) -> Settings:
+    """Read the TOML file and the environment. Raises ConfigError listing every problem."""
+    env = os.environ
+    path, named = resolve_config_path(explicit, env)
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not valid TOML", problems=[str(exc)],
+                hint="fix the syntax at the line and column shown",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+        _warn_if_readable_by_others(path, data)
+    elif named:
+        raise ConfigError(
+            f"config file {path} does not exist",
+            hint="create it (see the README, section Configuration) or leave --config out",
+        )
+    toml_file = path if path.is_file() else None
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            return tuple(sources)
+
+    try:
+        loaded = _Loaded()
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the configuration has {exc.error_count()} problem"
+            f"{'s' if exc.error_count() > 1 else ''}",
+            problems=[_describe(error, data, env, toml_file) for error in
+                      exc.errors(include_url=False, include_input=False, include_context=False)],
+            hint=f"fix the keys above in {path} or in the environment, then run the command again",
+        ) from None
+    return Settings.model_construct(**{name: getattr(loaded, name)
+                                       for name in Settings.model_fields})
+
+
+def _describe(
+    error: Any, data: Mapping[str, Any], env: Mapping[str, str], toml_file: Path | None
+) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (a typo?)"
+    origin = ""
+    if loc and loc[0] in data and toml_file is not None:
+        origin = f" (in {toml_file})"
+    elif any(name.upper().startswith(env_name) for name in env):
+        origin = f" (from the environment, {env_name})"
+    return f"{key}: {message}{origin}"
+
+
+def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:
+    accounts = data.get("accounts")
+    has_password = isinstance(accounts, dict) and any(
+        isinstance(a, dict) and "password" in a for a in accounts.values()
+    )
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if has_password and mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "%s holds a password and can be read by other users; run: chmod 600 %s", path, path
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)

@@ -1,0 +1,56 @@
+"""The exception tree of optout-mail; user-facing errors carry the problems and a hint.
+
+    OptoutError                 base of everything raised on purpose
+    ├── ConfigError             bad or missing configuration (exit 78); lists every problem
+    ├── RuleError               a rule pack that does not load or lint (exit 78)
+    ├── SourceError             a mailbox that cannot be read (exit 1)
+    │   ├── AuthError           the server refused the credentials
+    │   └── ConnectionLost      network or server trouble worth retrying
+    ├── LedgerError             the ledger cannot be opened or written (exit 1)
+    └── UsageError              a command used the wrong way (exit 2)
+"""
+
+from __future__ import annotations
+
+
+class OptoutError(Exception):
+    """Base class: `message` is one sentence, `problems` the details, `hint` what to do."""
+
+    def __init__(
+        self, message: str, *, problems: list[str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(OptoutError):
+    """The configuration cannot be used as it is."""
+
+
+class RuleError(OptoutError):
+    """A rule pack does not load or does not pass the lint."""
+
+
+class SourceError(OptoutError):
+    """A mail source (IMAP account, Maildir, mbox, folder of .eml) cannot be read."""
+
+
+class AuthError(SourceError):
+    """The IMAP server refused the login."""
+
+
+class ConnectionLost(SourceError):
+    """The connection failed or dropped; trying again later may work."""
+
+
+class LedgerError(OptoutError):
+    """The SQLite ledger cannot be opened, migrated or written."""
+
+
+class UsageError(OptoutError):
+    """A command was called with arguments that cannot work."""

@@ -1,0 +1,148 @@
+"""Frozen value types that flow between the stages, and the vocabularies other tools rely on.
+
+RawMail (bytes + where it came from) -> Message (parsed) -> Classification (what it means).
+Nothing here does I/O or reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What a mail from Meta says about a request."""
+
+    CODE = "code"  # a one-time code to confirm the e-mail address
+    RECEIVED = "received"  # an acknowledgement: Meta has the request
+    HONOURED = "honoured"  # Meta will honour the objection
+    REJECTED = "rejected"  # Meta refuses or will take no further action
+    NEEDS_INFO = "needs_info"  # Meta asks for more information or evidence
+    NOTICE = "notice"  # an announcement about AI training, not an answer
+
+
+class Kind(StrEnum):
+    """Which of Meta's forms a request went through."""
+
+    OBJECTION = "objection"  # the AI-training objection (GDPR Art. 21)
+    THIRD_PARTY = "third_party"  # the third-party-information request form
+
+
+class State(StrEnum):
+    """Where a request stands. `overdue` is not a state: it is derived from `due_at`."""
+
+    FILED = "filed"
+    VERIFYING = "verifying"
+    RECEIVED = "received"
+    HONOURED = "honoured"
+    REJECTED = "rejected"
+    NEEDS_INFO = "needs_info"
+
+
+KNOWN_PLATFORMS = ("facebook", "instagram", "whatsapp", "threads", "messenger")
+OUTCOMES = tuple(o.value for o in Outcome)
+KINDS = tuple(k.value for k in Kind)
+
+
+@dataclass(frozen=True)
+class RawMail:
+    """One mail as bytes, and where it was found (for evidence and for cursors)."""
+
+    data: bytes
+    origin: str  # a file path, or "account/folder/uid"
+    account: str | None = None
+    folder: str | None = None
+    uid: int | None = None
+    uidvalidity: int | None = None
+    internal_date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuthVerdict:
+    """One result of an Authentication-Results header, e.g. dkim=pass for facebookmail.com."""
+
+    method: str  # dkim | spf | dmarc | arc | ...
+    result: str  # pass | fail | none | neutral | ...
+    domain: str | None  # header.d / header.i / header.from / smtp.mailfrom, lower-case
+
+
+@dataclass(frozen=True)
+class AuthResults:
+    """The topmost Authentication-Results header: the one the user's own provider added."""
+
+    authserv_id: str
+    verdicts: tuple[AuthVerdict, ...]
+
+    def passed(self, method: str) -> tuple[str, ...]:
+        """Domains for which `method` passed."""
+        return tuple(
+            v.domain
+            for v in self.verdicts
+            if v.method == method and v.result == "pass" and v.domain
+        )
+
+    def failed(self, method: str) -> tuple[str, ...]:
+        """Domains (or "" when none is named) for which `method` failed."""
+        return tuple(
+            v.domain or ""
+            for v in self.verdicts
+            if v.method == method and v.result in ("fail", "permerror", "softfail")
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """A parsed mail: what the rules and the ledger need, nothing more."""
+
+    message_id: str
+    from_address: str  # lower-case, "" when the From header is unusable
+    from_name: str
+    to: tuple[str, ...]
+    subject: str
+    date: datetime | None  # timezone-aware UTC
+    text: str  # plain text, or text made from the HTML part
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    auth: AuthResults | None = None
+    defects: tuple[str, ...] = ()
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a mail means: the contract of `classify --json` (see DESIGN.md)."""
+
+    outcome: Outcome | None
+    platform: str | None = None
+    kind: Kind | None = None
+    authentic: bool | None = None
+    code: str | None = None
+    reference: str | None = None
+    rule: str | None = None
+    language: str | None = None
+    extends_deadline: bool = False
+    lookalike: bool = False  # the sender only looks like Meta
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def matched(self) -> bool:
+        return self.outcome is not None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome.value if self.outcome else None,
+            "platform": self.platform,
+            "kind": self.kind.value if self.kind else None,
+            "authentic": self.authentic,
+            "code": self.code,
+            "reference": self.reference,
+            "rule": self.rule,
+            "language": self.language,
+        }
+
+
+NO_MATCH = Classification(outcome=None)

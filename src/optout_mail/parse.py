@@ -1,0 +1,180 @@
+"""Bytes to `Message`: mail-parser does the MIME work, this module picks what the rules need.
+
+HTML-only mails become readable text; the topmost Authentication-Results header becomes
+verdicts. Whatever the input, `parse` returns a `Message`: problems end up in `defects`.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import hashlib
+import logging
+import warnings
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message as StdMessage
+from typing import Any
+
+from optout_mail.model import AuthResults, AuthVerdict, Message, RawMail
+
+log = logging.getLogger(__name__)
+
+# Meta's replies are a few kilobytes. Larger mails are cut before parsing so that a 20 MB
+# attachment costs neither seconds nor hundreds of megabytes; the text we need comes first.
+MAX_PARSE_BYTES = 1 << 20
+MAX_HTML_CHARS = 256 * 1024
+MAX_TEXT_CHARS = 128 * 1024
+
+# mail-parser logs raw header text (personal data) at ERROR and chats at WARNING.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+
+def parse(raw: RawMail) -> Message:
+    """Parse one mail. Never raises: unusable parts are reported in `Message.defects`."""
+    data = raw.data
+    defects: list[str] = []
+    if len(data) > MAX_PARSE_BYTES:
+        data = data[:MAX_PARSE_BYTES]
+        defects.append(f"truncated: only the first {MAX_PARSE_BYTES} bytes were parsed")
+    try:
+        return _parse_with_mailparser(data, defects)
+    except Exception as exc:  # mail-parser raises many types on hostile input
+        defects.append(f"unparseable MIME structure ({type(exc).__name__}); headers only")
+        return _parse_headers_only(data, defects)
+
+
+def _parse_with_mailparser(data: bytes, defects: list[str]) -> Message:
+    import mailparser  # imported here: it costs ~40 ms and most commands do not parse mail
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mail = mailparser.parse_from_bytes(data)
+    std: StdMessage = mail.message
+    defects.extend(sorted(str(d) for d in mail.defects_categories))
+    subject = mail.subject
+    if isinstance(subject, list):  # mail-parser returns a list when the header repeats
+        subject = subject[0] if subject else ""
+    from_name, from_address = _first_address(mail.from_, std.get("From"))
+    text = "\n".join(part for part in mail.text_plain if part.strip())
+    if not text.strip() and mail.text_html:
+        text = html_to_text("\n".join(mail.text_html))
+    return Message(
+        message_id=_message_id(std.get("Message-ID"), data),
+        from_address=from_address,
+        from_name=from_name,
+        to=tuple(addr.lower() for _name, addr in mail.to if addr),
+        subject=_one_line(str(subject or "")),
+        date=_utc(mail.date),
+        text=text[:MAX_TEXT_CHARS],
+        in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
+        references=tuple(_header_text(std.get("References")).split()),
+        auth=parse_auth_results(_header_text(std.get("Authentication-Results"))),
+        defects=tuple(defects),
+    )
+
+
+def _parse_headers_only(data: bytes, defects: list[str]) -> Message:
+    header_block = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    std = email.message_from_bytes(header_block + b"\n\n", policy=email.policy.compat32)
+    from_name, from_address = _first_address([], std.get("From"))
+    to = [addr.lower() for _n, addr in email.utils.getaddresses(std.get_all("To", [])) if addr]
+    date: datetime | None
+    try:
+        date = _utc(email.utils.parsedate_to_datetime(_header_text(std.get("Date"))))
+    except (TypeError, ValueError, IndexError):
+        date = None
+    return Message(
+        message_id=_message_id(std.get("Message-ID"), data),
+        from_address=from_address,
+        from_name=from_name,
+        to=tuple(to),
+        subject=_one_line(_header_text(std.get("Subject"))),
+        date=date,
+        text="",
+        in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
+        references=tuple(_header_text(std.get("References")).split()),
+        auth=parse_auth_results(_header_text(std.get("Authentication-Results"))),
+        defects=tuple(defects),
+    )
+
+
+def parse_auth_results(value: str) -> AuthResults | None:
+    """Parse one Authentication-Results header value (RFC 8601); None when absent or unreadable."""
+    if not value.strip():
+        return None
+    import authres
+
+    try:
+        header = authres.AuthenticationResultsHeader.parse_value(_one_line(value))
+    except Exception:  # authres raises its own SyntaxError and sometimes plain ValueError
+        return None
+    verdicts = []
+    for result in header.results:
+        domain = None
+        for prop in result.properties:
+            if (prop.type, prop.name) in (
+                ("header", "d"),
+                ("header", "i"),
+                ("header", "from"),
+                ("smtp", "mailfrom"),
+            ) and prop.value:
+                domain = str(prop.value).rpartition("@")[2].strip().lower() or None
+                break
+        verdicts.append(
+            AuthVerdict(method=str(result.method).lower(), result=str(result.result).lower(),
+                        domain=domain)
+        )
+    return AuthResults(authserv_id=str(header.authserv_id or ""), verdicts=tuple(verdicts))
+
+
+def html_to_text(html: str) -> str:
+    """Readable text from an HTML body: block elements become line breaks, scripts vanish."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html[:MAX_HTML_CHARS], "html.parser")
+    for tag in soup(["script", "style", "head", "title"]):
+        tag.decompose()
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _first_address(parsed: list[Any], raw_header: object) -> tuple[str, str]:
+    for name, address in parsed:
+        if address and "@" in address:
+            return str(name or "").strip(), str(address).strip().lower()
+    # mail-parser drops addresses it finds ambiguous; the raw header may still name one.
+    name, address = email.utils.parseaddr(_header_text(raw_header))
+    if "@" in address:
+        return name.strip(), address.strip().lower()
+    return name.strip(), ""
+
+
+def _message_id(value: object, data: bytes) -> str:
+    text = _header_text(value).strip()
+    if text:
+        return text.split()[0]
+    # Without a Message-ID the content itself identifies the mail, so a rescan still dedupes.
+    return "<sha256:" + hashlib.sha256(data).hexdigest() + "@optout-mail.invalid>"
+
+
+def _header_text(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
