@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -241,6 +242,210 @@ def rules_list(state: _State, as_json: bool) -> None:
             str(row["priority"]), str(row["source"]), str(row["description"]),
         )  # fmt: skip
     Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# scan
+
+
+@cli.command()
+@click.option(
+    "--source", "source_path", type=click.Path(path_type=Path),
+    help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
+    "(no config needed).",
+)  # fmt: skip
+@click.option("--account", "account_names", multiple=True, metavar="NAME",
+              help="Scan only this account (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Classify and count, but write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option("--notify/--no-notify", default=None,
+              help="Pop up what changed. Default: on for accounts (when notifications are "
+              "enabled), off for --source.")
+@pass_state
+def scan(
+    state: _State, source_path: Path | None, account_names: tuple[str, ...], dry_run: bool,
+    as_json: bool, notify: bool | None,
+) -> None:
+    """Scan once: read new mail, classify Meta's replies, record them in the ledger.
+
+    Without --source, every account in the config is scanned (INBOX and the Junk folder
+    unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
+    A mail is recorded once, however often it is seen.
+    """
+    from optout_mail.ledger import Ledger
+    from optout_mail.pipeline import ScanSummary, run_source
+
+    settings = state.settings()
+    rule_set = state.rules()
+    sources = _sources(settings, rule_set, source_path, account_names)
+    summary = ScanSummary(dry_run=dry_run)
+    with Ledger(settings.ledger_path) as ledger:
+        notifier = None
+        if notify or (notify is None and source_path is None):
+            notifier = _notifier(settings, ledger) if not dry_run else None
+        failures = []
+        for source in sources:
+            try:
+                run_source(source, rules=rule_set, ledger=ledger, clock=_now,
+                           notifier=notifier, dry_run=dry_run, summary=summary)
+            except SourceError as exc:
+                if len(sources) == 1:
+                    raise
+                failures.append(exc)
+                summary.problems.append(f"{source.name}: {exc.message}")
+            summary.problems.extend(getattr(source, "problems", []))
+        requests = ledger.requests(now=_now())
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
+    else:
+        from rich.console import Console
+
+        from optout_mail.output import print_scan
+
+        print_scan(Console(), summary, requests)
+    if failures:
+        raise SourceError(
+            f"{len(failures)} of {len(sources)} accounts could not be scanned",
+            problems=[f"{f.message}" + (f" ({f.hint})" if f.hint else "") for f in failures],
+        )
+
+
+def _sources(
+    settings: Settings, rule_set: RuleSet, source_path: Path | None, names: tuple[str, ...]
+) -> list[Any]:
+    if source_path is not None:
+        from optout_mail.sources.local import LocalSource
+
+        return [LocalSource(source_path)]
+    if not settings.accounts:
+        raise ConfigError(
+            "no accounts are configured",
+            hint="add an [accounts.NAME] table to the config (see the README), or scan local "
+            "mail with --source PATH",
+        )
+    unknown = [n for n in names if n not in settings.accounts]
+    if unknown:
+        raise UsageError(f"no account named {unknown[0]!r}",
+                         hint=f"configured accounts: {', '.join(sorted(settings.accounts))}")
+    from optout_mail.sources.imap import IMAPSource
+
+    return [
+        IMAPSource(name, account, sender_domains=rule_set.sender_domains(),
+                   search_words=rule_set.lookalike_words())
+        for name, account in sorted(settings.accounts.items())
+        if not names or name in names
+    ]
+
+
+def _notifier(settings: Settings, ledger: Any) -> Any:
+    if not settings.notifications.enabled:
+        return None
+    from optout_mail.notify import PopupNotifier
+
+    return PopupNotifier(ledger, show_codes=settings.notifications.show_codes, clock=_now)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# requests
+
+
+@cli.group()
+def requests() -> None:
+    """The ledger: your requests to Meta and the mails that moved them."""
+
+
+@requests.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of requests with events.")
+@pass_state
+def requests_list(state: _State, as_json: bool) -> None:
+    """List every request with its state and deadline (overdue ones are marked)."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        rows = ledger.requests(now=_now())
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("No requests yet. Run `optout-mail scan`, or record one you just filed "
+                   "with `optout-mail requests add`.")
+        return
+    from rich.console import Console
+
+    from optout_mail.output import print_requests
+
+    print_requests(Console(), rows)
+
+
+@requests.command("show")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The request as a JSON object.")
+@pass_state
+def requests_show(state: _State, request_id: int, as_json: bool) -> None:
+    """Show one request and the timeline of the mails that moved it."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        request = ledger.request(request_id, now=_now())
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    from optout_mail.output import print_request
+
+    print_request(Console(), request)
+
+
+@requests.command("add")
+@click.option("--platform", required=True,
+              type=click.Choice(["facebook", "instagram", "whatsapp", "threads", "messenger"]))
+@click.option("--account", required=True, help="The e-mail address you gave in the form.")
+@click.option("--kind", type=click.Choice(["objection", "third_party"]), default="objection",
+              show_default=True)
+@click.option("--filed", "filed_on", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+              help="When you submitted the form (default: now). Starts the one-month clock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new request as JSON.")
+@pass_state
+def requests_add(
+    state: _State, platform: str, account: str, kind: str, filed_on: datetime | None,
+    as_json: bool,
+) -> None:
+    """Record a request you just filed, so its deadline runs from the right day."""
+    from optout_mail.ledger import Ledger
+    from optout_mail.model import Kind
+
+    if "@" not in account:
+        raise UsageError(f"{account!r} is not an e-mail address",
+                         hint="give the address you typed into Meta's form")
+    now = _now()
+    filed = filed_on.replace(tzinfo=UTC) if filed_on else now
+    if filed > now:
+        raise UsageError("--filed lies in the future")
+    with Ledger(state.settings().ledger_path) as ledger:
+        request = ledger.add_request(platform=platform, account=account, kind=Kind(kind),
+                                     filed_at=filed, now=now)
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
+                   f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}.")
+
+
+@requests.command("forget")
+@click.argument("request_id", type=int)
+@pass_state
+def requests_forget(state: _State, request_id: int) -> None:
+    """Delete a request and its events from the ledger (the mails stay in your mailbox)."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        ledger.forget(request_id)
+    click.echo(f"Forgot request #{request_id}.")
 
 
 # ---------------------------------------------------------------------------------------------

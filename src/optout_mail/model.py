@@ -6,6 +6,7 @@ Nothing here does I/O or reads the clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -41,6 +42,16 @@ class State(StrEnum):
 
 
 KNOWN_PLATFORMS = ("facebook", "instagram", "whatsapp", "threads", "messenger")
+PLATFORM_NAMES = {
+    "facebook": "Facebook", "instagram": "Instagram", "whatsapp": "WhatsApp",
+    "threads": "Threads", "messenger": "Messenger",
+}  # fmt: skip
+KIND_NAMES = {"objection": "objection", "third_party": "third-party-information request"}
+
+
+def platform_name(platform: str) -> str:
+    return PLATFORM_NAMES.get(platform, platform.title())
+
 OUTCOMES = tuple(o.value for o in Outcome)
 KINDS = tuple(k.value for k in Kind)
 
@@ -146,3 +157,24 @@ class Classification:
 
 
 NO_MATCH = Classification(outcome=None)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """How far a folder has been read: UIDs at or below `last_uid` are done."""
+
+    source: str
+    folder: str
+    uidvalidity: int
+    last_uid: int
+    uidnext: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Mails of one folder to process together, and the cursor to save with them."""
+
+    folder: str
+    mails: Sequence[RawMail]
+    cursor: Cursor | None = None
+    filtered: int = 0  # new mails the server-side search ruled out (never downloaded)

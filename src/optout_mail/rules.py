@@ -189,6 +189,9 @@ class RuleSet:
     def rules(self) -> tuple[Rule, ...]:
         return tuple(rule for pack in self.packs for rule in pack.rules)
 
+    def lookalike_words(self) -> tuple[str, ...]:
+        return tuple(sorted({w for pack in self.packs for w in pack.lookalike_words}))
+
     def sender_domains(self) -> tuple[str, ...]:
         """Every pack's sender domains, sorted: the server-side search terms."""
         return tuple(sorted({d for pack in self.packs for d in pack.senders}))

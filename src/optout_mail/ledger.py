@@ -1,0 +1,498 @@
+"""The SQLite ledger: requests, the events (mails) that moved them, folder cursors, popups sent.
+
+Schema changes are numbered migrations tracked in `PRAGMA user_version`. `record` writes the
+events, the request states and the folder cursor in one transaction, so a crash neither loses
+nor repeats anything, and a mail (by Message-ID) is recorded once however often it is seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from optout_mail import lifecycle
+from optout_mail.errors import LedgerError, UsageError
+from optout_mail.model import Classification, Cursor, Kind, Message, Outcome, State
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE requests (
+        id          INTEGER PRIMARY KEY,
+        platform    TEXT NOT NULL,
+        account     TEXT NOT NULL,          -- the user's address the request is about
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        filed_at    TEXT NOT NULL,
+        due_at      TEXT NOT NULL,
+        extended    INTEGER NOT NULL DEFAULT 0,
+        created_by  TEXT NOT NULL,          -- 'user' (requests add) or 'mail'
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX requests_key ON requests (platform, account, kind);
+
+    CREATE TABLE events (
+        id            INTEGER PRIMARY KEY,
+        request_id    INTEGER REFERENCES requests (id) ON DELETE CASCADE,
+        message_id    TEXT NOT NULL,
+        -- A mail is recorded once. A forged mail must not take the place of the real one with
+        -- the same Message-ID, so mails that failed authentication get a key of their own.
+        dedupe_key    TEXT NOT NULL UNIQUE,
+        outcome       TEXT NOT NULL,
+        authentic     INTEGER,              -- 1, 0 or NULL (no verdict to read)
+        rule          TEXT NOT NULL,
+        language      TEXT,
+        code          TEXT,
+        reference     TEXT,
+        sender        TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        received_at   TEXT,
+        recorded_at   TEXT NOT NULL,
+        source        TEXT NOT NULL,        -- account name, or the local path scanned
+        folder        TEXT,
+        uid           INTEGER,
+        uidvalidity   INTEGER,
+        state_before  TEXT,
+        state_after   TEXT
+    );
+    CREATE INDEX events_request ON events (request_id);
+
+    CREATE TABLE cursors (
+        source       TEXT NOT NULL,
+        folder       TEXT NOT NULL,
+        uidvalidity  INTEGER NOT NULL,
+        last_uid     INTEGER NOT NULL,
+        uidnext      INTEGER,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (source, folder)
+    );
+
+    CREATE TABLE popups (
+        key      TEXT PRIMARY KEY,          -- 'event:<id>' or 'overdue:<request id>'
+        shown_at TEXT NOT NULL,
+        delivered INTEGER NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A classified mail, ready to be recorded, with where it was found."""
+
+    message: Message
+    classification: Classification
+    source: str
+    account_address: str  # the user's address the request is about
+    folder: str | None = None
+    uid: int | None = None
+    uidvalidity: int | None = None
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    request_id: int | None
+    message_id: str
+    outcome: str
+    authentic: bool | None
+    rule: str
+    language: str | None
+    code: str | None
+    reference: str | None
+    sender: str
+    subject: str
+    received_at: str | None
+    recorded_at: str
+    source: str
+    folder: str | None
+    uid: int | None
+    state_before: str | None
+    state_after: str | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "message_id": self.message_id,
+            "outcome": self.outcome,
+            "authentic": self.authentic,
+            "rule": self.rule,
+            "received_at": self.received_at,
+            "folder": self.folder,
+            "source": self.source,
+            "uid": self.uid,
+            "sender": self.sender,
+            "subject": self.subject,
+            "code": self.code,
+            "reference": self.reference,
+            "state_before": self.state_before,
+            "state_after": self.state_after,
+        }
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    platform: str
+    account: str
+    kind: str
+    state: str
+    filed_at: str
+    due_at: str
+    extended: bool
+    created_by: str
+    updated_at: str
+    overdue: bool
+    events: tuple[EventView, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "platform": self.platform,
+            "account": self.account,
+            "kind": self.kind,
+            "state": self.state,
+            "overdue": self.overdue,
+            "filed_at": self.filed_at,
+            "due_at": self.due_at,
+            "extended": self.extended,
+            "created_by": self.created_by,
+            "updated_at": self.updated_at,
+            "events": [e.as_json() for e in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something a recorded mail did that the user should hear about."""
+
+    event: EventView
+    request: RequestView | None  # None for a mail that changed nothing (e.g. not authentic)
+    state_changed: bool
+
+
+@dataclass
+class RecordResult:
+    recorded: int = 0
+    duplicates: int = 0
+    changes: list[Change] = field(default_factory=list)
+
+
+def dedupe_key(message: Message, classification: Classification) -> str:
+    """What makes a mail "the same mail" in the ledger: its Message-ID, unless it is forged."""
+    if classification.authentic is False:
+        return f"unauthentic:{message.from_address}:{message.message_id}"
+    return message.message_id
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class Ledger:
+    """The ledger file. One instance per thread (sqlite3 connections are not shared)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else path
+        try:
+            if isinstance(self.path, Path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if str(path) != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"cannot open the ledger {path}: {exc}",
+                hint="check that the data_dir is writable and the file is not damaged",
+            ) from None
+        except OSError as exc:
+            raise LedgerError(f"cannot create the data directory for {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise LedgerError(
+                f"the ledger {self.path} was written by a newer optout-mail (schema {version})",
+                hint="upgrade optout-mail",
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `scan` waits instead
+        # of failing half-way with SQLITE_BUSY on its first write.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    # -- cursors --------------------------------------------------------------------------
+
+    def cursor(self, source: str, folder: str) -> Cursor | None:
+        row = self._db.execute(
+            "SELECT * FROM cursors WHERE source = ? AND folder = ?", (source, folder)
+        ).fetchone()
+        if row is None:
+            return None
+        return Cursor(source, folder, row["uidvalidity"], row["last_uid"], row["uidnext"])
+
+    def known(self, keys: Sequence[str]) -> set[str]:
+        """Which of these dedupe keys (see `dedupe_key`) are recorded already."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._db.execute(
+                    f"SELECT dedupe_key FROM events WHERE dedupe_key IN ({marks})", chunk
+                )
+            )
+        return found
+
+    # -- recording ------------------------------------------------------------------------
+
+    def record(
+        self,
+        observations: Sequence[Observation],
+        *,
+        now: datetime,
+        cursor: Cursor | None = None,
+    ) -> RecordResult:
+        """Record classified mails and advance `cursor`, all in one transaction."""
+        result = RecordResult()
+        try:
+            with self._transaction():
+                for observation in observations:
+                    change = self._record_one(observation, now)
+                    if change is None:
+                        result.duplicates += 1
+                    else:
+                        result.recorded += 1
+                        result.changes.append(change)
+                if cursor is not None:
+                    self._save_cursor(cursor, now)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from None
+        return result
+
+    def _save_cursor(self, cursor: Cursor, now: datetime) -> None:
+        self._db.execute(
+            """INSERT INTO cursors (source, folder, uidvalidity, last_uid, uidnext, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (source, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+                   last_uid = excluded.last_uid, uidnext = excluded.uidnext,
+                   updated_at = excluded.updated_at""",
+            (cursor.source, cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.uidnext,
+             _iso(now)),
+        )
+
+    def _record_one(self, obs: Observation, now: datetime) -> Change | None:
+        c = obs.classification
+        if c.outcome is None or c.kind is None or c.platform is None or c.rule is None:
+            return None
+        message = obs.message
+        key = dedupe_key(message, c)
+        if self._db.execute("SELECT 1 FROM events WHERE dedupe_key = ?", (key,)).fetchone():
+            return None
+        received = message.date or now
+        request_id: int | None = None
+        before: State | None = None
+        after: State | None = None
+        if lifecycle.changes_ledger(c.outcome, c.authentic):
+            request_id, before = self._request_for(
+                c.platform, obs.account_address, c.kind, c.outcome, received, now
+            )
+            after = lifecycle.next_state(before, c.outcome)
+            self._apply(request_id, after, extend=c.extends_deadline, now=now)
+        cur = self._db.execute(
+            """INSERT INTO events (request_id, message_id, dedupe_key, outcome, authentic, rule,
+                   language, code, reference, sender, subject, received_at, recorded_at, source,
+                   folder, uid, uidvalidity, state_before, state_after)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                request_id, message.message_id, key, c.outcome.value,
+                None if c.authentic is None else int(c.authentic), c.rule, c.language, c.code,
+                c.reference, message.from_address, message.subject[:500], _iso(received),
+                _iso(now), obs.source, obs.folder, obs.uid, obs.uidvalidity,
+                before.value if before else None, after.value if after else None,
+            ),
+        )  # fmt: skip
+        event = self._event(int(cur.lastrowid or 0))
+        request = self.request(request_id, now=now) if request_id is not None else None
+        return Change(event=event, request=request, state_changed=before != after)
+
+    def _request_for(
+        self, platform: str, account: str, kind: Kind, outcome: Outcome, received: datetime,
+        now: datetime,
+    ) -> tuple[int, State]:
+        """The request a mail belongs to, created when nobody filed it; and its state."""
+        row = self._db.execute(
+            """SELECT id, state FROM requests WHERE platform = ? AND account = ? AND kind = ?
+               ORDER BY filed_at DESC, id DESC LIMIT 1""",
+            (platform, account, kind.value),
+        ).fetchone()
+        if row is not None and not lifecycle.opens_new_request(State(row["state"]), outcome):
+            return int(row["id"]), State(row["state"])
+        # The first mail stands in for the filing date when the user did not record one.
+        filed = min(received, now)
+        cur = self._db.execute(
+            """INSERT INTO requests (platform, account, kind, state, filed_at, due_at, extended,
+                   created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'mail', ?)""",
+            (platform, account, kind.value, State.FILED.value, _iso(filed),
+             _iso(lifecycle.due_at(filed)), _iso(now)),
+        )
+        return int(cur.lastrowid or 0), State.FILED
+
+    def _apply(self, request_id: int, state: State, *, extend: bool, now: datetime) -> None:
+        if extend:
+            row = self._db.execute(
+                "SELECT filed_at FROM requests WHERE id = ?", (request_id,)
+            ).fetchone()
+            due = lifecycle.due_at(_parse_iso(row["filed_at"]), extended=True)
+            self._db.execute(
+                "UPDATE requests SET extended = 1, due_at = ? WHERE id = ?",
+                (_iso(due), request_id),
+            )
+        self._db.execute(
+            "UPDATE requests SET state = ?, updated_at = ? WHERE id = ?",
+            (state.value, _iso(now), request_id),
+        )
+
+    # -- requests the user manages ---------------------------------------------------------
+
+    def add_request(
+        self, *, platform: str, account: str, kind: Kind, filed_at: datetime, now: datetime
+    ) -> RequestView:
+        with self._transaction():
+            cur = self._db.execute(
+                """INSERT INTO requests (platform, account, kind, state, filed_at, due_at,
+                       extended, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'user', ?)""",
+                (platform, account.lower(), kind.value, State.FILED.value, _iso(filed_at),
+                 _iso(lifecycle.due_at(filed_at)), _iso(now)),
+            )
+        return self.request(int(cur.lastrowid or 0), now=now)
+
+    def forget(self, request_id: int) -> None:
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM requests WHERE id = ?", (request_id,))
+        if cur.rowcount == 0:
+            raise UsageError(f"there is no request {request_id}",
+                             hint="`optout-mail requests list` shows the ids")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def requests(self, *, now: datetime) -> list[RequestView]:
+        rows = self._db.execute("SELECT * FROM requests ORDER BY id").fetchall()
+        events: dict[int, list[EventView]] = {}
+        for row in self._db.execute(
+            "SELECT * FROM events WHERE request_id IS NOT NULL ORDER BY received_at, id"
+        ):
+            events.setdefault(row["request_id"], []).append(_event_view(row))
+        return [_request_view(row, events.get(row["id"], []), now) for row in rows]
+
+    def request(self, request_id: int, *, now: datetime) -> RequestView:
+        row = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"there is no request {request_id}",
+                             hint="`optout-mail requests list` shows the ids")
+        events = [
+            _event_view(r)
+            for r in self._db.execute(
+                "SELECT * FROM events WHERE request_id = ? ORDER BY received_at, id",
+                (request_id,),
+            )
+        ]
+        return _request_view(row, events, now)
+
+    def unattached_events(self) -> list[EventView]:
+        """Events that changed no request: mails that failed authentication, announcements."""
+        return [
+            _event_view(r)
+            for r in self._db.execute(
+                "SELECT * FROM events WHERE request_id IS NULL ORDER BY received_at, id"
+            )
+        ]
+
+    def _event(self, event_id: int) -> EventView:
+        row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+        return _event_view(row)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "requests": self._db.execute("SELECT count(*) FROM requests").fetchone()[0],
+            "events": self._db.execute("SELECT count(*) FROM events").fetchone()[0],
+        }
+
+    # -- popups ------------------------------------------------------------------------------
+
+    def popup_shown(self, key: str) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM popups WHERE key = ?", (key,)).fetchone() is not None
+        )
+
+    def mark_popup(self, key: str, *, delivered: bool, now: datetime) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO popups (key, shown_at, delivered) VALUES (?, ?, ?)",
+                (key, _iso(now), int(delivered)),
+            )
+
+
+def _event_view(row: sqlite3.Row) -> EventView:
+    authentic = row["authentic"]
+    return EventView(
+        id=row["id"], request_id=row["request_id"], message_id=row["message_id"],
+        outcome=row["outcome"], authentic=None if authentic is None else bool(authentic),
+        rule=row["rule"], language=row["language"], code=row["code"],
+        reference=row["reference"], sender=row["sender"], subject=row["subject"],
+        received_at=row["received_at"], recorded_at=row["recorded_at"], source=row["source"],
+        folder=row["folder"], uid=row["uid"], state_before=row["state_before"],
+        state_after=row["state_after"],
+    )  # fmt: skip
+
+
+def _request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> RequestView:
+    state = State(row["state"])
+    return RequestView(
+        id=row["id"], platform=row["platform"], account=row["account"], kind=row["kind"],
+        state=state.value, filed_at=row["filed_at"], due_at=row["due_at"],
+        extended=bool(row["extended"]), created_by=row["created_by"],
+        updated_at=row["updated_at"],
+        overdue=lifecycle.is_overdue(state, _parse_iso(row["due_at"]), now),
+        events=tuple(events),
+    )  # fmt: skip

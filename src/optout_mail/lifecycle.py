@@ -1,0 +1,72 @@
+"""The request lifecycle as a table, and the legal clock (GDPR Art. 12(3)).
+
+filed -> verifying (code) -> received -> honoured | rejected | needs_info. Pure functions of
+their arguments: the caller passes `now`; nothing here reads the clock or touches storage.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime
+
+from optout_mail.model import Outcome, State
+
+# (state, outcome) -> next state. A pair that is missing leaves the state as it is: the event
+# is still recorded as evidence, it just does not move the request.
+TRANSITIONS: dict[tuple[State, Outcome], State] = {
+    (State.FILED, Outcome.CODE): State.VERIFYING,
+    (State.FILED, Outcome.RECEIVED): State.RECEIVED,
+    (State.VERIFYING, Outcome.RECEIVED): State.RECEIVED,
+    (State.NEEDS_INFO, Outcome.RECEIVED): State.RECEIVED,  # Meta acknowledges the evidence
+    **{
+        (state, outcome): State(outcome.value)
+        for state in (State.FILED, State.VERIFYING, State.RECEIVED, State.NEEDS_INFO)
+        for outcome in (Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO)
+        if state.value != outcome.value
+    },
+    # Meta may reverse a refusal (after a complaint to a data protection authority).
+    (State.REJECTED, Outcome.HONOURED): State.HONOURED,
+}
+
+FINAL_STATES = frozenset({State.HONOURED, State.REJECTED})
+# States in which Meta owes an answer, so the deadline runs. `needs_info` waits for the user.
+WAITING_FOR_META = frozenset({State.FILED, State.VERIFYING, State.RECEIVED})
+
+DEADLINE_MONTHS = 1  # GDPR Art. 12(3): "within one month of receipt of the request"
+EXTENSION_MONTHS = 2  # "... may be extended by two further months where necessary"
+
+
+def next_state(current: State, outcome: Outcome) -> State:
+    """The state after a mail with `outcome`; the same state when the mail does not move it."""
+    return TRANSITIONS.get((current, outcome), current)
+
+
+def changes_ledger(outcome: Outcome | None, authentic: bool | None) -> bool:
+    """Whether a classified mail may touch a request at all.
+
+    Announcements are not answers, and a mail that failed authentication (or came from a
+    lookalike domain) is kept as evidence but never moves a request.
+    """
+    return outcome is not None and outcome is not Outcome.NOTICE and authentic is not False
+
+
+def opens_new_request(current: State, outcome: Outcome) -> bool:
+    """A new code or acknowledgement after a final answer means the user objected again."""
+    return current in FINAL_STATES and outcome in (Outcome.CODE, Outcome.RECEIVED)
+
+
+def due_at(filed_at: datetime, *, extended: bool = False) -> datetime:
+    """When Meta must have answered a request filed at `filed_at`."""
+    return add_months(filed_at, DEADLINE_MONTHS + (EXTENSION_MONTHS if extended else 0))
+
+
+def is_overdue(state: State, due: datetime, now: datetime) -> bool:
+    return state in WAITING_FOR_META and now > due
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """`moment` plus calendar months, clamped to the month's last day (31 Jan + 1 = 28/29 Feb)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)

@@ -1,0 +1,130 @@
+"""What to pop up, in words a person understands, and making sure each popup is shown once.
+
+`popup_for` turns a recorded change into a `Popup` (pure); `PopupNotifier` sends it after the
+ledger commit and remembers in the ledger what was shown, so a restart never repeats one.
+Sending is best-effort: the ledger is the truth, a missing desktop is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from optout_mail.desktop import Popup
+from optout_mail.ledger import Change, Ledger, RequestView
+from optout_mail.model import KIND_NAMES, platform_name
+
+log = logging.getLogger(__name__)
+
+COMPLAINT_HINT = (
+    "You can complain to Meta's lead authority, the Irish Data Protection Commission "
+    "(dataprotection.ie), or to the authority of your own country."
+)
+
+
+def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
+    """The popup for a change, or None when it is not worth interrupting anybody for."""
+    event = change.event
+    if event.authentic is False:
+        return Popup(
+            title=f"Possible phishing: a mail pretending to be Meta ({event.sender})",
+            body=f"“{event.subject}” did not pass the authenticity check. Do not click its "
+            "links or enter a password. Your ledger is unchanged.",
+            urgency="critical",
+        )
+    request = change.request
+    if request is None:
+        return None
+    what = f"{platform_name(request.platform)} {KIND_NAMES.get(request.kind, request.kind)}"
+    who = request.account
+    suffix = f"Request #{request.id} ({what} for {who})."
+    if event.outcome == "code":
+        if not show_codes or not event.code:
+            return Popup(title=f"Meta sent a one-time code for your {what}",
+                         body=f"Open the mail from {event.sender} to read it. {suffix}")
+        return Popup(
+            title=f"Your Meta code: {event.code}",
+            body=f"Enter it in Meta's form to confirm your {what} ({who}).",
+            urgency="critical",  # the code expires within the hour: it must not wait
+        )
+    if not change.state_changed:
+        return None
+    if event.outcome == "honoured":
+        return Popup(
+            title=f"{platform_name(request.platform)} honoured your objection ({who})",
+            body=f"Meta says it will not use your information for AI training. {suffix}",
+        )
+    if event.outcome == "rejected":
+        return Popup(
+            title=f"Meta refused your {what} ({who})",
+            body=f"{COMPLAINT_HINT} {suffix}",
+            urgency="critical",
+        )
+    if event.outcome == "needs_info":
+        return Popup(
+            title=f"Meta wants more evidence for your {what}",
+            body=f"Answer Meta's mail from {event.sender} with what it asks for. {suffix}",
+            urgency="critical",
+        )
+    if event.outcome == "received":
+        return Popup(
+            title=f"Meta received your {what} ({who})",
+            body=f"It must answer by {request.due_at[:10]}. {suffix}",
+        )
+    return None
+
+
+def overdue_popup(request: RequestView) -> Popup:
+    what = f"{platform_name(request.platform)} {KIND_NAMES.get(request.kind, request.kind)}"
+    return Popup(
+        title=f"Meta is late: {what} ({request.account})",
+        body=f"The answer was due on {request.due_at[:10]}. {COMPLAINT_HINT} "
+        f"Request #{request.id}.",
+        urgency="critical",
+    )
+
+
+class PopupNotifier:
+    """Shows a popup per recorded change, once, and notes in the ledger that it did."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        show_codes: bool,
+        clock: Callable[[], datetime],
+        send: Callable[[Popup], bool] | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._show_codes = show_codes
+        self._clock = clock
+        if send is None:
+            from optout_mail.desktop import DesktopNotifier
+
+            send = DesktopNotifier().send
+        self._send = send
+
+    def notify(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            popup = popup_for(change, show_codes=self._show_codes)
+            if popup is not None:
+                self._show(f"event:{change.event.id}", popup)
+
+    def remind_overdue(self, requests: Sequence[RequestView]) -> int:
+        """Pop up each overdue request once; returns how many were shown."""
+        shown = 0
+        for request in requests:
+            if request.overdue and self._show(f"overdue:{request.id}", overdue_popup(request)):
+                shown += 1
+        return shown
+
+    def _show(self, key: str, popup: Popup) -> bool:
+        if self._ledger.popup_shown(key):
+            return False
+        delivered = self._send(popup)
+        # Marked even when no desktop took it: a popup is never repeated, the ledger keeps
+        # the facts, and the log says it was not delivered.
+        self._ledger.mark_popup(key, delivered=delivered, now=self._clock())
+        log.info("popup %s: %s (%s)", key, popup.title, "shown" if delivered else "not delivered")
+        return True

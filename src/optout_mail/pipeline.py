@@ -1,0 +1,159 @@
+"""One pass in one direction: source -> parse -> classify -> ledger.record -> notify.
+
+Sources and the notifier come in through the two small protocols below, so the same pass
+serves `scan`, `scan --source` and the daemon. One bad mail is logged and counted; the pass
+goes on. Popups are asked for only after the ledger has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from optout_mail.ledger import Change, Ledger, Observation, dedupe_key
+from optout_mail.model import Batch, Cursor, RawMail
+from optout_mail.parse import parse
+from optout_mail.rules import RuleSet, classify
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    name: str  # the ledger's name for this source: an account name, or a local path
+    address: str | None  # the user's address, when the source knows it
+
+    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]: ...
+
+
+class Notifier(Protocol):
+    def notify(self, changes: Sequence[Change]) -> None: ...
+
+
+@dataclass
+class FolderSummary:
+    source: str
+    folder: str
+    examined: int = 0
+    matched: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    errors: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ScanSummary:
+    dry_run: bool = False
+    folders: list[FolderSummary] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(f, name)) for f in self.folders)
+
+    def folder(self, source: str, folder: str) -> FolderSummary:
+        for summary in self.folders:
+            if (summary.source, summary.folder) == (source, folder):
+                return summary
+        summary = FolderSummary(source, folder)
+        self.folders.append(summary)
+        return summary
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "examined": self.total("examined"),
+            "matched": self.total("matched"),
+            "recorded": self.total("recorded"),
+            "duplicates": self.total("duplicates"),
+            "errors": self.total("errors"),
+            "dry_run": self.dry_run,
+            "folders": [f.as_json() for f in self.folders],
+            "changes": [
+                {
+                    "request": c.request.id if c.request else None,
+                    "platform": c.request.platform if c.request else None,
+                    "account": c.request.account if c.request else None,
+                    "state": c.request.state if c.request else None,
+                    "state_changed": c.state_changed,
+                    "outcome": c.event.outcome,
+                    "authentic": c.event.authentic,
+                    "message_id": c.event.message_id,
+                    "code": c.event.code,
+                }
+                for c in self.changes
+            ],
+            "problems": self.problems,
+        }
+
+
+def run_source(
+    source: Source,
+    *,
+    rules: RuleSet,
+    ledger: Ledger,
+    clock: Callable[[], datetime],
+    notifier: Notifier | None = None,
+    dry_run: bool = False,
+    summary: ScanSummary | None = None,
+) -> ScanSummary:
+    """Process every batch the source yields; returns (or extends) the summary."""
+    summary = summary or ScanSummary(dry_run=dry_run)
+    for batch in source.batches(lambda folder: ledger.cursor(source.name, folder)):
+        folder_summary = summary.folder(source.name, batch.folder)
+        folder_summary.filtered += batch.filtered
+        observations = [
+            obs
+            for mail in batch.mails
+            if (obs := _observe(mail, source, batch.folder, folder_summary, rules)) is not None
+        ]
+        if dry_run:
+            keys = [dedupe_key(o.message, o.classification) for o in observations]
+            fresh = set(keys) - ledger.known(keys)
+            folder_summary.recorded += len(fresh)
+            folder_summary.duplicates += len(observations) - len(fresh)
+            continue
+        result = ledger.record(observations, now=clock(), cursor=batch.cursor)
+        folder_summary.recorded += result.recorded
+        folder_summary.duplicates += result.duplicates
+        summary.changes.extend(result.changes)
+        if notifier is not None and result.changes:
+            notifier.notify(result.changes)
+    return summary
+
+
+def _observe(
+    mail: RawMail, source: Source, folder: str, summary: FolderSummary, rules: RuleSet
+) -> Observation | None:
+    summary.examined += 1
+    try:
+        message = parse(mail)
+        classification = classify(message, rules)
+    except Exception:
+        # parse() does not raise by design; this is the last line of defence so that one
+        # mail can never stop a scan.
+        summary.errors += 1
+        log.exception("skipped %s: it could not be processed", mail.origin)
+        return None
+    if classification.outcome is None:
+        return None
+    summary.matched += 1
+    log.info(
+        "%s: %s (%s, rule %s)", mail.origin, classification.outcome.value,
+        classification.platform, classification.rule,
+    )  # fmt: skip
+    address = source.address or (message.to[0] if message.to else "unknown")
+    return Observation(
+        message=message,
+        classification=classification,
+        source=source.name,
+        account_address=address,
+        folder=mail.folder or folder,
+        uid=mail.uid,
+        uidvalidity=mail.uidvalidity,
+    )
