@@ -79,7 +79,7 @@ class RuleSpec(_Strict):
 class RuleFileSpec(_Strict):
     language: Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
     guards: dict[str, GuardSpec] = Field(default_factory=dict)
-    rule: list[RuleSpec] = Field(default_factory=list)
+    rule: list[dict[str, object]] = Field(default_factory=list)  # validated one by one
 
 
 class PackInfoSpec(_Strict):
@@ -251,11 +251,15 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, object] | None:
     return None
 
 
-def _validation_problems(path: Path, data: dict[str, object], exc: ValidationError) -> list[str]:
+def _validation_problems(
+    path: Path, data: dict[str, object], exc: ValidationError, rule_index: int | None = None
+) -> list[str]:
     rules = data.get("rule")
     out = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = list(error["loc"])
+        if rule_index is not None:
+            loc = ["rule", rule_index, *loc]
         where = ""
         if len(loc) >= 2 and loc[0] == "rule" and isinstance(loc[1], int):
             rule_id = None
@@ -283,6 +287,7 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
     guard_text: dict[str, str] = {}
     _add_guards(pack_path, spec.guards, guard_patterns, guard_text, problems)
     rules: list[Rule] = []
+    guard_refs: list[tuple[Path, str, list[str]]] = []
     for path in sorted(directory.glob("*.toml")):
         if path.name == "pack.toml":
             continue
@@ -295,7 +300,14 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
             problems.extend(_validation_problems(path, raw_file, exc))
             continue
         _add_guards(path, file_spec.guards, guard_patterns, guard_text, problems)
-        for rule_spec in file_spec.rule:
+        for index, raw_rule in enumerate(file_spec.rule):
+            # Each rule on its own, so that one broken rule does not hide the others' problems.
+            try:
+                rule_spec = RuleSpec.model_validate(raw_rule)
+            except ValidationError as exc:
+                problems.extend(_validation_problems(path, {"rule": file_spec.rule}, exc, index))
+                continue
+            guard_refs.append((path, rule_spec.id, [*rule_spec.unless, *rule_spec.requires]))
             rule = _compile_rule(path, file_spec.language, rule_spec, senders, problems)
             if rule is not None:
                 rules.append(rule)
@@ -303,12 +315,12 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
         name: Guard(name=name, description=guard_text.get(name, ""), patterns=tuple(patterns))
         for name, patterns in guard_patterns.items()
     }
-    for rule in rules:
-        for name in rule.unless + rule.requires:
+    for path, rule_id, names in guard_refs:
+        for name in names:
             if name not in guards:
-                problems.append(f"{rule.path}: rule {rule.id}: unknown guard {name!r}")
+                problems.append(f"{path}: rule {rule_id}: unknown guard {name!r}")
             elif not guards[name].patterns:
-                problems.append(f"{rule.path}: rule {rule.id}: guard {name!r} has no patterns")
+                problems.append(f"{path}: rule {rule_id}: guard {name!r} has no patterns")
     rules.sort(key=lambda r: (-r.priority, r.id))
     return Pack(
         id=spec.pack.id,
