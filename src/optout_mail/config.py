@@ -133,20 +133,11 @@ class Settings(BaseSettings):
     poll_interval: Annotated[int, Field(ge=30, le=86400)] = 300
     rules_dirs: list[Path] = Field(default_factory=list)
     notifications: Notifications = Notifications()
-    accounts: dict[str, Account] = Field(default_factory=dict)
-
-    @field_validator("accounts")
-    @classmethod
-    def _account_names(cls, value: dict[str, Account]) -> dict[str, Account]:
-        import re
-
-        bad = [name for name in value if not re.match(ACCOUNT_NAME, name)]
-        if bad:
-            raise ValueError(
-                f"account name {bad[0]!r} must be lower-case letters and digits, words joined by "
-                "single underscores (environment variables cannot tell cases apart)"
-            )
-        return value
+    # Names are checked as keys, so that a bad name and the account's own problems are all
+    # reported together.
+    accounts: dict[Annotated[str, Field(pattern=ACCOUNT_NAME)], Account] = Field(
+        default_factory=dict
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -230,12 +221,18 @@ def _describe(
 ) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
-    env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
+    env_name = ENV_PREFIX + "__".join(part.upper() for part in loc if part != "[key]")
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     if error["type"] == "extra_forbidden":
         message = "unknown key (a typo?)"
+    if loc and loc[-1] == "[key]" and loc[0] == "accounts":
+        key = f"accounts.{loc[1]}"
+        message = (
+            f"account name {loc[1]!r} must be lower-case letters and digits, words joined by "
+            "single underscores (environment variables cannot tell cases apart)"
+        )
     origin = ""
     if loc and loc[0] in data and toml_file is not None:
         origin = f" (in {toml_file})"

@@ -1,0 +1,97 @@
+"""The lifecycle table and the legal clock (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optout_mail.lifecycle import (
+    FINAL_STATES,
+    add_months,
+    changes_ledger,
+    due_at,
+    is_overdue,
+    next_state,
+    opens_new_request,
+)
+from optout_mail.model import Outcome, State
+
+O, S = Outcome, State
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "expected"),
+    [
+        (S.FILED, O.CODE, S.VERIFYING),
+        (S.VERIFYING, O.CODE, S.VERIFYING),
+        (S.VERIFYING, O.RECEIVED, S.RECEIVED),
+        (S.VERIFYING, O.HONOURED, S.HONOURED),
+        (S.RECEIVED, O.REJECTED, S.REJECTED),
+        (S.RECEIVED, O.NEEDS_INFO, S.NEEDS_INFO),
+        (S.NEEDS_INFO, O.RECEIVED, S.RECEIVED),
+        (S.NEEDS_INFO, O.HONOURED, S.HONOURED),
+        (S.REJECTED, O.HONOURED, S.HONOURED),  # Meta reversed its refusal
+        (S.HONOURED, O.REJECTED, S.HONOURED),  # a final answer stays
+        (S.HONOURED, O.CODE, S.HONOURED),
+        (S.RECEIVED, O.NOTICE, S.RECEIVED),
+        (S.RECEIVED, O.CODE, S.RECEIVED),
+    ],
+)
+def test_transitions(state: State, outcome: Outcome, expected: State) -> None:
+    assert next_state(state, outcome) is expected
+
+
+def test_notices_and_unauthentic_mails_never_change_the_ledger() -> None:
+    assert not changes_ledger(O.NOTICE, True)
+    assert not changes_ledger(O.HONOURED, False)
+    assert not changes_ledger(None, True)
+    assert changes_ledger(O.HONOURED, None)  # no verdict to read: recorded, marked unknown
+    assert changes_ledger(O.HONOURED, True)
+
+
+def test_new_objection_after_a_final_answer_opens_a_new_request() -> None:
+    assert opens_new_request(S.HONOURED, O.CODE)
+    assert opens_new_request(S.REJECTED, O.RECEIVED)
+    assert not opens_new_request(S.RECEIVED, O.CODE)
+    assert not opens_new_request(S.HONOURED, O.HONOURED)
+
+
+def test_deadline_is_one_month_or_three_with_extension() -> None:
+    filed = datetime(2025, 1, 31, 12, tzinfo=UTC)
+    assert due_at(filed) == datetime(2025, 2, 28, 12, tzinfo=UTC)
+    assert due_at(filed, extended=True) == datetime(2025, 4, 30, 12, tzinfo=UTC)
+    assert add_months(datetime(2024, 12, 15, tzinfo=UTC), 1) == datetime(2025, 1, 15, tzinfo=UTC)
+
+
+def test_overdue_only_while_waiting_for_meta() -> None:
+    due = datetime(2025, 6, 1, tzinfo=UTC)
+    late = due + timedelta(seconds=1)
+    assert is_overdue(S.RECEIVED, due, late)
+    assert not is_overdue(S.RECEIVED, due, due)
+    assert not is_overdue(S.HONOURED, due, late)
+    assert not is_overdue(S.NEEDS_INFO, due, late)  # the user owes an answer, not Meta
+
+
+@given(st.lists(st.sampled_from(list(Outcome)), max_size=30))
+def test_any_sequence_of_mails_keeps_a_valid_state(outcomes: list[Outcome]) -> None:
+    state = S.FILED
+    for outcome in outcomes:
+        previous = state
+        state = next_state(state, outcome)
+        assert isinstance(state, State)
+        if previous in FINAL_STATES and state != previous:
+            assert (previous, state) == (S.REJECTED, S.HONOURED)
+        if outcome is O.NOTICE:
+            assert state == previous
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+       st.integers(min_value=0, max_value=36))
+def test_add_months_is_monotonic_and_within_the_month(moment: datetime, months: int) -> None:
+    later = add_months(moment, months)
+    assert later >= moment
+    assert (later.year * 12 + later.month) - (moment.year * 12 + moment.month) == months
+    assert later.day <= moment.day
