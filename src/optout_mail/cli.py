@@ -283,18 +283,17 @@ def scan(
         notifier = None
         if notify or (notify is None and source_path is None):
             notifier = _notifier(settings, ledger) if not dry_run else None
-        failures = []
+        failures: list[SourceError] = []
         for source in sources:
             try:
                 run_source(source, rules=rule_set, ledger=ledger, clock=_now,
                            notifier=notifier, dry_run=dry_run, summary=summary)
             except SourceError as exc:
-                if len(sources) == 1:
-                    raise
                 failures.append(exc)
-                summary.problems.append(f"{source.name}: {exc.message}")
             summary.problems.extend(getattr(source, "problems", []))
         requests = ledger.requests(now=_now())
+    if failures and len(sources) == 1 and not summary.folders:
+        raise failures[0]  # nothing was scanned: the error alone says it all
     if as_json:
         click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
     else:
@@ -303,10 +302,12 @@ def scan(
         from optout_mail.output import print_scan
 
         print_scan(Console(), summary, requests)
+    if len(failures) == 1 and len(sources) == 1:
+        raise failures[0]
     if failures:
         raise SourceError(
             f"{len(failures)} of {len(sources)} accounts could not be scanned",
-            problems=[f"{f.message}" + (f" ({f.hint})" if f.hint else "") for f in failures],
+            problems=[f.message + (f" ({f.hint})" if f.hint else "") for f in failures],
         )
 
 

@@ -289,28 +289,10 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
     rules: list[Rule] = []
     guard_refs: list[tuple[Path, str, list[str]]] = []
     for path in sorted(directory.glob("*.toml")):
-        if path.name == "pack.toml":
-            continue
-        raw_file = _read_toml(path, problems)
-        if raw_file is None:
-            continue
-        try:
-            file_spec = RuleFileSpec.model_validate(raw_file)
-        except ValidationError as exc:
-            problems.extend(_validation_problems(path, raw_file, exc))
-            continue
-        _add_guards(path, file_spec.guards, guard_patterns, guard_text, problems)
-        for index, raw_rule in enumerate(file_spec.rule):
-            # Each rule on its own, so that one broken rule does not hide the others' problems.
-            try:
-                rule_spec = RuleSpec.model_validate(raw_rule)
-            except ValidationError as exc:
-                problems.extend(_validation_problems(path, {"rule": file_spec.rule}, exc, index))
-                continue
-            guard_refs.append((path, rule_spec.id, [*rule_spec.unless, *rule_spec.requires]))
-            rule = _compile_rule(path, file_spec.language, rule_spec, senders, problems)
-            if rule is not None:
-                rules.append(rule)
+        if path.name != "pack.toml":
+            spec_guards, file_rules = _load_rule_file(path, senders, guard_refs, problems)
+            _add_guards(path, spec_guards, guard_patterns, guard_text, problems)
+            rules.extend(file_rules)
     guards = {
         name: Guard(name=name, description=guard_text.get(name, ""), patterns=tuple(patterns))
         for name, patterns in guard_patterns.items()
@@ -331,6 +313,35 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
         guards=guards,
         rules=tuple(rules),
     )
+
+
+def _load_rule_file(
+    path: Path,
+    senders: dict[str, str],
+    guard_refs: list[tuple[Path, str, list[str]]],
+    problems: list[str],
+) -> tuple[dict[str, GuardSpec], list[Rule]]:
+    raw_file = _read_toml(path, problems)
+    if raw_file is None:
+        return {}, []
+    try:
+        file_spec = RuleFileSpec.model_validate(raw_file)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(path, raw_file, exc))
+        return {}, []
+    rules = []
+    for index, raw_rule in enumerate(file_spec.rule):
+        # Each rule on its own, so that one broken rule does not hide the others' problems.
+        try:
+            rule_spec = RuleSpec.model_validate(raw_rule)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(path, {"rule": file_spec.rule}, exc, index))
+            continue
+        guard_refs.append((path, rule_spec.id, [*rule_spec.unless, *rule_spec.requires]))
+        rule = _compile_rule(path, file_spec.language, rule_spec, senders, problems)
+        if rule is not None:
+            rules.append(rule)
+    return file_spec.guards, rules
 
 
 def _add_guards(

@@ -80,14 +80,13 @@ class IMAPSource:
     def connect(self) -> IMAPClient:
         """A logged-in client. Raises AuthError, ConnectionLost or SourceError."""
         from imapclient import IMAPClient, SocketTimeout
-        from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
         account = self.account
-        where = f"{account.host}:{account.effective_port}"
         context = ssl.create_default_context(
             cafile=str(account.ca_file) if account.ca_file else None
         )
         timeout = SocketTimeout(connect=min(15.0, account.timeout), read=account.timeout)
+        client: IMAPClient | None = None
         try:
             client = IMAPClient(
                 account.host, port=account.effective_port, ssl=account.security == "tls",
@@ -97,47 +96,62 @@ class IMAPSource:
                 client.starttls(context)
             password = self.password() if self.password else password_for(self.name, account)
             client.login(account.username, password)
-        except ssl.SSLCertVerificationError as exc:
-            raise SourceError(
-                f"account {self.name}: the certificate of {where} cannot be trusted "
-                f"({exc.verify_message})",
+            return client
+        except BaseException as exc:
+            if client is not None:
+                _shutdown(client)
+            error = self._connection_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _connection_error(self, exc: BaseException) -> SourceError | None:
+        """The user-facing error for a failed connect/login; None for exceptions of our own."""
+        from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+
+        account = self.account
+        where = f"{account.host}:{account.effective_port}"
+        prefix = f"account {self.name}:"
+        if isinstance(exc, SourceError):
+            return exc
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return SourceError(
+                f"{prefix} the certificate of {where} cannot be trusted ({exc.verify_message})",
                 hint="if the server uses a private certificate authority, set ca_file",
-            ) from None
-        except ssl.SSLError as exc:
-            raise ConnectionLost(
-                f"account {self.name}: TLS with {where} failed ({exc.reason})",
+            )
+        if isinstance(exc, ssl.SSLError):
+            return ConnectionLost(
+                f"{prefix} TLS with {where} failed ({exc.reason})",
                 hint="check `security` and `port` (tls is usually 993, starttls 143)",
-            ) from None
-        except LoginError:
-            raise AuthError(
-                f"account {self.name}: {account.host} refused the login of {account.username}",
+            )
+        if isinstance(exc, LoginError):
+            return AuthError(
+                f"{prefix} {account.host} refused the login of {account.username}",
                 hint="check the username and password (many providers need an app password)",
-            ) from None
-        except CapabilityError:
-            raise SourceError(
-                f"account {self.name}: {where} does not offer STARTTLS",
+            )
+        if isinstance(exc, CapabilityError):
+            return SourceError(
+                f"{prefix} {where} does not offer STARTTLS",
                 hint='use security = "tls" (port 993) if the server supports it',
-            ) from None
-        except socket.gaierror:
-            raise ConnectionLost(
-                f"account {self.name}: the host name {account.host} cannot be resolved",
+            )
+        if isinstance(exc, socket.gaierror):
+            return ConnectionLost(
+                f"{prefix} the host name {account.host} cannot be resolved",
                 hint="check `host`, and that this machine is online",
-            ) from None
-        except ConnectionRefusedError:
-            raise ConnectionLost(
-                f"account {self.name}: {where} refused the connection",
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectionLost(
+                f"{prefix} {where} refused the connection",
                 hint="check `host` and `port`, and that the server is running",
-            ) from None
-        except TimeoutError:
-            raise ConnectionLost(
-                f"account {self.name}: {where} did not answer within {account.timeout:g} s",
+            )
+        if isinstance(exc, TimeoutError):
+            return ConnectionLost(
+                f"{prefix} {where} did not answer within {account.timeout:g} s",
                 hint="check the network, or raise `timeout`",
-            ) from None
-        except (OSError, IMAPClientError) as exc:
-            raise ConnectionLost(
-                f"account {self.name}: the connection to {where} failed ({_clean(exc)})"
-            ) from None
-        return client
+            )
+        if isinstance(exc, OSError | IMAPClientError):
+            return ConnectionLost(f"{prefix} the connection to {where} failed ({_clean(exc)})")
+        return None
 
     # -- folders ----------------------------------------------------------------------------
 
@@ -266,6 +280,14 @@ def _or_chain(terms: Iterator[list[str]] | Sequence[list[str]]) -> list[str]:
             out.append("OR")
         out.extend(term)
     return out
+
+
+def _shutdown(client: IMAPClient) -> None:
+    """Close the socket without a LOGOUT round trip (the session is unusable anyway)."""
+    try:
+        client.shutdown()
+    except Exception:
+        log.debug("closing a failed connection raised", exc_info=True)
 
 
 def _clean(exc: BaseException) -> str:
