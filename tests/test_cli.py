@@ -60,8 +60,17 @@ def test_classify_json_line_per_file_even_for_unreadable_files(
     assert result.status == 1
     lines = [json.loads(line) for line in result.out.splitlines()]
     assert [line["path"] for line in lines] == [str(good), str(eml_dir / "missing.eml")]
-    assert set(lines[0]) == {"path", "outcome", "platform", "kind", "authentic", "code",
-                             "reference", "rule", "language"}
+    assert set(lines[0]) == {
+        "path",
+        "outcome",
+        "platform",
+        "kind",
+        "authentic",
+        "code",
+        "reference",
+        "rule",
+        "language",
+    }
     assert lines[0]["outcome"] == "honoured" and lines[0]["authentic"] is True
     assert lines[1]["outcome"] is None and "cannot read" in lines[1]["error"]
 
@@ -77,9 +86,13 @@ def test_classify_explain_names_the_winner_and_the_guard(
     assert "blocked" in result.out or "no " in result.out
 
 
-def test_bad_config_exits_78_and_lists_problems(cli: CLI, write_config: Callable[[str], Path]) -> None:
-    path = write_config('poll_interval = "soon"\nbogus = 1\n[accounts.a]\nhost = "h"\n'
-                        'username = "u"\npassword = "s3cret-value"\nport = 0\n')
+def test_bad_config_exits_78_and_lists_problems(
+    cli: CLI, write_config: Callable[[str], Path]
+) -> None:
+    path = write_config(
+        'poll_interval = "soon"\nbogus = 1\n[accounts.a]\nhost = "h"\n'
+        'username = "u"\npassword = "s3cret-value"\nport = 0\n'
+    )
     result = cli("--config", str(path), "scan")
     assert result.status == 78
     assert "the configuration has 3 problems" in result.err
@@ -88,7 +101,9 @@ def test_bad_config_exits_78_and_lists_problems(cli: CLI, write_config: Callable
     assert "Traceback" not in result.err
 
 
-def test_broken_user_rules_exit_78(cli: CLI, write_config: Callable[[str], Path], tmp_path: Path) -> None:
+def test_broken_user_rules_exit_78(
+    cli: CLI, write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
     pack = tmp_path / "myrules"
     pack.mkdir()
     (pack / "pack.toml").write_text('[pack]\nid = "x"\n[senders]\n"example.net" = "facebook"\n')
@@ -105,7 +120,9 @@ def test_scan_without_accounts_says_how_to_configure(cli: CLI) -> None:
     assert "no accounts are configured" in result.err and "--source" in result.err
 
 
-def test_scan_source_twice_records_once(cli: CLI, eml_dir: Path, mail: Callable[..., bytes]) -> None:
+def test_scan_source_twice_records_once(
+    cli: CLI, eml_dir: Path, mail: Callable[..., bytes]
+) -> None:
     (eml_dir / "a.eml").write_bytes(mail())
     (eml_dir / "b.eml").write_bytes(mail(sender="Bob <bob@gmail.com>", subject="Fwd: hi"))
     first = json.loads(cli("scan", "--source", str(eml_dir), "--json").out)
@@ -123,8 +140,17 @@ def test_scan_missing_source_is_one_sentence(cli: CLI, tmp_path: Path) -> None:
 
 
 def test_requests_add_list_show_forget(cli: CLI, eml_dir: Path, mail: Callable[..., bytes]) -> None:
-    added = cli("requests", "add", "--platform", "instagram", "--account", "Alice@Example.org",
-                "--filed", "2025-05-02", "--json")
+    added = cli(
+        "requests",
+        "add",
+        "--platform",
+        "instagram",
+        "--account",
+        "Alice@Example.org",
+        "--filed",
+        "2025-05-02",
+        "--json",
+    )
     assert added.status == 0, added.err
     request = json.loads(added.out)
     assert request["due_at"].startswith("2025-06-02") and request["state"] == "filed"
@@ -133,11 +159,26 @@ def test_requests_add_list_show_forget(cli: CLI, eml_dir: Path, mail: Callable[.
     listed = json.loads(cli("requests", "list", "--json").out)
     assert len(listed) == 1
     entry = listed[0]
-    assert set(entry) >= {"id", "platform", "account", "kind", "state", "filed_at", "due_at",
-                          "updated_at", "events"}
+    assert set(entry) >= {
+        "id",
+        "platform",
+        "account",
+        "kind",
+        "state",
+        "filed_at",
+        "due_at",
+        "updated_at",
+        "events",
+    }
     assert entry["state"] == "honoured" and entry["account"] == "alice@example.org"
-    assert set(entry["events"][0]) >= {"message_id", "outcome", "authentic", "rule",
-                                       "received_at", "folder"}
+    assert set(entry["events"][0]) >= {
+        "message_id",
+        "outcome",
+        "authentic",
+        "rule",
+        "received_at",
+        "folder",
+    }
     shown = cli("requests", "show", str(entry["id"]))
     assert "filed -> honoured" in shown.out
     assert cli("requests", "forget", str(entry["id"])).status == 0

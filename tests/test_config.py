@@ -57,7 +57,8 @@ def test_config_path_from_environment(
 def test_every_problem_is_listed_without_secrets(
     write_config: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    path = write_config("""
+    path = write_config(
+        """
         poll_intervall = 5
         [notifications]
         enabeld = true
@@ -72,7 +73,8 @@ def test_every_problem_is_listed_without_secrets(
         password = 12345
         security = "plain"
         ca_file = "/no/such/ca.pem"
-        """.replace("\n        ", "\n"))
+        """.replace("\n        ", "\n")
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     problems = "\n".join(caught.value.problems)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import SAMPLES, Result, make_mail
 from tests.imapserver import Dovecot, dovecot_available
 
@@ -24,10 +23,14 @@ if not dovecot_available():
 CLI = Callable[..., Result]
 _names = (f"user{i}" for i in itertools.count())
 
-CODE = "Use this code to confirm your email address for your objection: 481526\n" \
+CODE = (
+    "Use this code to confirm your email address for your objection: 481526\n"
     "This code will expire in 1 hour."
-RECEIVED_TP = "Thanks for contacting us. We don't automatically fulfil requests sent using " \
+)
+RECEIVED_TP = (
+    "Thanks for contacting us. We don't automatically fulfil requests sent using "
     "this form. We review them consistent with your local laws."
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +48,15 @@ def user(server: Dovecot) -> str:
 
 @pytest.fixture
 def account(server: Dovecot, user: str, write_config: Callable[[str], Path]) -> Callable[..., Path]:
-    def config(*, password: str | None = None, security: str = "plain", port: int | None = None,
-               ca: bool = False, folders: list[str] | None = None, notify: bool = False) -> Path:
+    def config(
+        *,
+        password: str | None = None,
+        security: str = "plain",
+        port: int | None = None,
+        ca: bool = False,
+        folders: list[str] | None = None,
+        notify: bool = False,
+    ) -> Path:
         lines = [
             f"[notifications]\nenabled = {str(notify).lower()}\n",
             "[accounts.home]",
@@ -88,19 +98,39 @@ def fill(server: Dovecot, user: str, noise: int = 0) -> dict[str, int]:
     """A mailbox as people have them: noise, Meta notifications, and a few replies."""
     uids = {}
     for i in range(noise):
-        sender = ("News <news@example.com>", "Facebook <notification@facebookmail.com>",
-                  "GitHub <noreply@github.com>")[i % 3]
+        sender = (
+            "News <news@example.com>",
+            "Facebook <notification@facebookmail.com>",
+            "GitHub <noreply@github.com>",
+        )[i % 3]
         body = "Someone commented on your post." if "facebook" in sender else f"Newsletter {i}"
-        server.append(user, "INBOX", make_mail(sender=sender, subject=f"Note {i}", body=body,
-                                               to=f"{user}@example.org"))
+        server.append(
+            user,
+            "INBOX",
+            make_mail(sender=sender, subject=f"Note {i}", body=body, to=f"{user}@example.org"),
+        )
     sender = "Facebook <notification@facebookmail.com>"
-    uids["code"] = server.append(user, "INBOX", make_mail(
-        sender=sender, subject="Your confirmation code", body=CODE, to=f"{user}@example.org"))
-    uids["honoured"] = server.append(user, "INBOX", make_mail(
-        sender=sender, to=f"{user}@example.org"))
-    uids["tp"] = server.append(user, "INBOX", make_mail(
-        sender="Meta Privacy <noreply@support.facebook.com>", subject="Your request",
-        body=RECEIVED_TP, to=f"{user}@example.org"), flags=[b"\\Seen"])
+    uids["code"] = server.append(
+        user,
+        "INBOX",
+        make_mail(
+            sender=sender, subject="Your confirmation code", body=CODE, to=f"{user}@example.org"
+        ),
+    )
+    uids["honoured"] = server.append(
+        user, "INBOX", make_mail(sender=sender, to=f"{user}@example.org")
+    )
+    uids["tp"] = server.append(
+        user,
+        "INBOX",
+        make_mail(
+            sender="Meta Privacy <noreply@support.facebook.com>",
+            subject="Your request",
+            body=RECEIVED_TP,
+            to=f"{user}@example.org",
+        ),
+        flags=[b"\\Seen"],
+    )
     return uids
 
 
@@ -114,8 +144,10 @@ def test_first_scan_records_each_reply_once_and_a_second_scan_sends_no_search(
     assert first["recorded"] == 3
     assert first["examined"] < 120  # the server-side search kept the 200 other mails away
     states = {(r["platform"], r["kind"]): r["state"] for r in requests(cli, config)}
-    assert states == {("facebook", "objection"): "honoured",
-                      ("facebook", "third_party"): "received"}
+    assert states == {
+        ("facebook", "objection"): "honoured",
+        ("facebook", "third_party"): "received",
+    }
     assert searches(server, user), "the first scan searches"
     assert all("FROM" in s and "SINCE" in s for s in searches(server, user))
 
@@ -184,8 +216,9 @@ def test_flags_are_untouched_even_for_unread_mail(
     scan(cli, account())
     assert {f: server.flags(user, f) for f in ("INBOX", "Junk")} == before
     commands = server.commands(user)
-    assert not any(c.startswith(("SELECT", "STORE", "UID STORE", "EXPUNGE", "MOVE", "COPY"))
-                   for c in commands)
+    assert not any(
+        c.startswith(("SELECT", "STORE", "UID STORE", "EXPUNGE", "MOVE", "COPY")) for c in commands
+    )
     assert any(c.startswith("EXAMINE") for c in commands)
 
 

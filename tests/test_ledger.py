@@ -23,16 +23,35 @@ NOW = datetime(2025, 5, 21, 8, 0, tzinfo=UTC)
 
 
 def observation(
-    data: bytes, outcome: Outcome, *, authentic: bool | None = True, code: str | None = None,
-    platform: str = "facebook", kind: Kind = Kind.OBJECTION, extends: bool = False,
+    data: bytes,
+    outcome: Outcome,
+    *,
+    authentic: bool | None = True,
+    code: str | None = None,
+    platform: str = "facebook",
+    kind: Kind = Kind.OBJECTION,
+    extends: bool = False,
 ) -> Observation:
     message = parse(RawMail(data=data, origin="t"))
     classification = Classification(
-        outcome=outcome, platform=platform, kind=kind, authentic=authentic, code=code,
-        rule=f"t.{outcome.value}", language="en", extends_deadline=extends,
+        outcome=outcome,
+        platform=platform,
+        kind=kind,
+        authentic=authentic,
+        code=code,
+        rule=f"t.{outcome.value}",
+        language="en",
+        extends_deadline=extends,
     )
-    return Observation(message=message, classification=classification, source="home",
-                       account_address=message.to[0], folder="INBOX", uid=1, uidvalidity=7)
+    return Observation(
+        message=message,
+        classification=classification,
+        source="home",
+        account_address=message.to[0],
+        folder="INBOX",
+        uid=1,
+        uidvalidity=7,
+    )
 
 
 @pytest.fixture
@@ -51,7 +70,11 @@ def test_a_reply_for_an_unknown_request_creates_it(
     assert (change.event.state_before, change.event.state_after) == ("filed", "honoured")
     (request,) = ledger.requests(now=NOW)
     assert (request.platform, request.account, request.kind, request.state) == (
-        "facebook", "alice@example.org", "objection", "honoured")
+        "facebook",
+        "alice@example.org",
+        "objection",
+        "honoured",
+    )
     assert request.filed_at.startswith("2025-05-20")  # the mail's date stands in
     assert request.due_at.startswith("2025-06-20")
     assert [e.outcome for e in request.events] == ["honoured"]
@@ -60,26 +83,44 @@ def test_a_reply_for_an_unknown_request_creates_it(
 def test_lifecycle_through_code_received_honoured(
     ledger: Ledger, mail: Callable[..., bytes]
 ) -> None:
-    ledger.add_request(platform="instagram", account="alice@example.org", kind=Kind.OBJECTION,
-                       filed_at=datetime(2025, 5, 1, tzinfo=UTC), now=NOW)
+    ledger.add_request(
+        platform="instagram",
+        account="alice@example.org",
+        kind=Kind.OBJECTION,
+        filed_at=datetime(2025, 5, 1, tzinfo=UTC),
+        now=NOW,
+    )
     sender = "Instagram <no-reply@mail.instagram.com>"
     for outcome in (Outcome.CODE, Outcome.RECEIVED, Outcome.HONOURED):
-        ledger.record([observation(mail(sender=sender), outcome, platform="instagram",
-                                   code="123456" if outcome is Outcome.CODE else None)], now=NOW)
+        ledger.record(
+            [
+                observation(
+                    mail(sender=sender),
+                    outcome,
+                    platform="instagram",
+                    code="123456" if outcome is Outcome.CODE else None,
+                )
+            ],
+            now=NOW,
+        )
     (request,) = ledger.requests(now=NOW)
     assert request.state == "honoured"
     assert request.created_by == "user"
     assert request.filed_at.startswith("2025-05-01")
     assert [(e.state_before, e.state_after) for e in request.events] == [
-        ("filed", "verifying"), ("verifying", "received"), ("received", "honoured")]
+        ("filed", "verifying"),
+        ("verifying", "received"),
+        ("received", "honoured"),
+    ]
     assert request.events[0].code == "123456"
 
 
 def test_the_same_mail_is_recorded_once(ledger: Ledger, mail: Callable[..., bytes]) -> None:
     data = mail(message_id="<same@www.facebook.com>")
     first = ledger.record([observation(data, Outcome.RECEIVED)], now=NOW)
-    again = ledger.record([observation(data, Outcome.RECEIVED), observation(data, Outcome.RECEIVED)],
-                          now=NOW)
+    again = ledger.record(
+        [observation(data, Outcome.RECEIVED), observation(data, Outcome.RECEIVED)], now=NOW
+    )
     assert (first.recorded, again.recorded, again.duplicates) == (1, 0, 2)
     assert ledger.counts() == {"requests": 1, "events": 1}
 
@@ -88,8 +129,9 @@ def test_unauthentic_mail_is_kept_but_changes_nothing(
     ledger: Ledger, mail: Callable[..., bytes]
 ) -> None:
     real_id = "<real@www.facebook.com>"
-    forged = ledger.record([observation(mail(message_id=real_id), Outcome.REJECTED,
-                                        authentic=False)], now=NOW)
+    forged = ledger.record(
+        [observation(mail(message_id=real_id), Outcome.REJECTED, authentic=False)], now=NOW
+    )
     assert forged.changes[0].request is None
     assert ledger.requests(now=NOW) == []
     assert [e.authentic for e in ledger.unattached_events()] == [False]
@@ -137,13 +179,22 @@ def test_cursor_is_saved_with_the_events_or_not_at_all(
 
     broken = Observation(
         message=parse(RawMail(data=mail(), origin="t")),
-        classification=Classification(outcome=Outcome.RECEIVED, platform="facebook",
-                                      kind=Kind.OBJECTION, rule="x", language="en"),
-        source="home", account_address=None,  # type: ignore[arg-type]  # NOT NULL violated
+        classification=Classification(
+            outcome=Outcome.RECEIVED,
+            platform="facebook",
+            kind=Kind.OBJECTION,
+            rule="x",
+            language="en",
+        ),
+        source="home",
+        account_address=None,  # type: ignore[arg-type]  # NOT NULL violated
     )
     with pytest.raises(LedgerError):
-        ledger.record([observation(mail(), Outcome.HONOURED), broken], now=NOW,
-                      cursor=Cursor("home", "INBOX", 7, 99, 100))
+        ledger.record(
+            [observation(mail(), Outcome.HONOURED), broken],
+            now=NOW,
+            cursor=Cursor("home", "INBOX", 7, 99, 100),
+        )
     # Nothing of the failed transaction is left: neither the first event nor the cursor.
     assert ledger.cursor("home", "INBOX") == cursor
     assert ledger.counts()["events"] == 1
@@ -192,7 +243,8 @@ def test_sigkill_mid_scan_leaves_the_ledger_consistent(
     total = 1500
     for i in range(total):
         (mails / f"{i:05}.eml").write_bytes(
-            mail(to=f"user{i}@example.org", message_id=f"<m{i}@www.facebook.com>"))
+            mail(to=f"user{i}@example.org", message_id=f"<m{i}@www.facebook.com>")
+        )
     env = {**os.environ, "OPTOUT_MAIL_DATA_DIR": str(tmp_path / "data")}
     db_path = tmp_path / "data" / "ledger.sqlite3"
     argv = [sys.executable, "-m", "optout_mail", "scan", "--source", str(mails), "--json"]
@@ -216,7 +268,8 @@ def test_sigkill_mid_scan_leaves_the_ledger_consistent(
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         events, requests = db.execute(
-            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM requests)").fetchone()
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM requests)"
+        ).fetchone()
         assert events == requests  # each request was written with the event that created it
         assert events % 200 == 0  # only whole batches: a transaction is all or nothing
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)

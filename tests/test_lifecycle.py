@@ -19,7 +19,7 @@ from optout_mail.lifecycle import (
 )
 from optout_mail.model import Outcome, State
 
-O, S = Outcome, State
+O, S = Outcome, State  # short names keep the transition table readable  # noqa: E741
 
 
 @pytest.mark.parametrize(

@@ -39,14 +39,16 @@ def test_latin1_quoted_printable_body_and_encoded_subject() -> None:
 
 
 def test_windows_1250_base64_html_only_mail_becomes_text() -> None:
-    html = "<html><head><style>p{}</style></head><body><p>Uwzględnimy Twój sprzeciw</p>" \
+    html = (
+        "<html><head><style>p{}</style></head><body><p>Uwzględnimy Twój sprzeciw</p>"
         "<script>evil()</script><div>Centrum kont</div></body></html>"
+    )
     raw = (
         b"From: Facebook <notification@facebookmail.com>\r\n"
-        b"Subject: =?windows-1250?B?" + base64.b64encode("Twój sprzeciw".encode("cp1250"))
+        b"Subject: =?windows-1250?B?"
+        + base64.b64encode("Twój sprzeciw".encode("cp1250"))
         + b"?=\r\nContent-Type: text/html; charset=windows-1250\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\n"
-        + base64.encodebytes(html.encode("cp1250"))
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(html.encode("cp1250"))
     )
     message = _parse(raw)
     assert message.subject == "Twój sprzeciw"
@@ -95,7 +97,9 @@ def test_repeated_subject_and_broken_from_do_not_raise() -> None:
 
 def test_deeply_nested_multipart_is_handled() -> None:
     depth = 2000
-    parts = [f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(depth)]
+    parts = [
+        f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(depth)
+    ]
     raw = b"From: a@facebookmail.com\r\nSubject: nested\r\n" + "".join(parts).encode()
     message = _parse(raw)
     assert message.subject == "nested"

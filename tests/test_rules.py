@@ -110,8 +110,10 @@ def test_instagram_sender_gives_instagram(pack_rules: RuleSet, mail: Callable[..
 def test_announcement_guard_blocks_honoured_and_makes_a_notice(
     pack_rules: RuleSet, mail: Callable[..., bytes]
 ) -> None:
-    body = "You have the right to object. If your objection is honoured, we will honour your " \
+    body = (
+        "You have the right to object. If your objection is honoured, we will honour your "
         "objection going forward."
+    )
     data = mail(body=body)
     result = classify_bytes(data, pack_rules)
     assert result.outcome is Outcome.NOTICE
@@ -136,22 +138,32 @@ def test_code_is_extracted_and_login_codes_are_not_objection_codes(
 
 
 def test_reference_extraction_and_priority(pack_rules: RuleSet, mail: Callable[..., bytes]) -> None:
-    body = "We will honour your objection... no wait: we cannot take further action. Case number: 12345678."
+    body = (
+        "We will honour your objection... no wait: we cannot take further action. "
+        "Case number: 12345678."
+    )
     result = classify_bytes(mail(body=body), pack_rules)
     assert result.rule == "t.en.third_party.rejected"  # priority 85 beats 60
     assert result.reference == "12345678"
 
 
 def test_forwarded_by_a_friend_is_not_meta(pack_rules: RuleSet, mail: Callable[..., bytes]) -> None:
-    result = classify_bytes(mail(sender="Bob <bob@gmail.com>", subject="Fwd: objection"), pack_rules)
+    result = classify_bytes(
+        mail(sender="Bob <bob@gmail.com>", subject="Fwd: objection"), pack_rules
+    )
     assert result.outcome is None
     assert "not covered" in result.notes[0]
 
 
 @pytest.mark.parametrize(
     "sender",
-    ["privacy@facebook-support-center.com", "x@faceb00kmail.com", "x@instagrarn.com",
-     "x@facebok.com", "x@mail.instagram.com.evil.net"],
+    [
+        "privacy@facebook-support-center.com",
+        "x@faceb00kmail.com",
+        "x@instagrarn.com",
+        "x@facebok.com",
+        "x@mail.instagram.com.evil.net",
+    ],
 )
 def test_lookalike_senders_are_classified_but_never_authentic(
     pack_rules: RuleSet, mail: Callable[..., bytes], sender: str
@@ -167,7 +179,11 @@ def test_lookalike_senders_are_classified_but_never_authentic(
     [
         ("pass", True),
         (None, None),
-        ("mx.example.org; dkim=fail header.d=facebookmail.com; dmarc=fail header.from=facebookmail.com", False),
+        (
+            "mx.example.org; dkim=fail header.d=facebookmail.com; "
+            "dmarc=fail header.from=facebookmail.com",
+            False,
+        ),
         ("mx.example.org; dkim=pass header.d=attacker.example", False),
         ("mx.example.org; spf=pass smtp.mailfrom=facebookmail.com", None),
         ("mx.example.org; dkim=pass header.i=@facebookmail.com", True),
@@ -180,8 +196,10 @@ def test_authenticity(
 
 
 def test_normalise_folds_typography_and_whitespace() -> None:
-    assert normalise("We\u2019ll  honour\n\u00a0your\u00adobjection “now”") == \
-        "We'll honour yourobjection \"now\""
+    assert (
+        normalise("We\u2019ll  honour\n\u00a0your\u00adobjection “now”")
+        == 'We\'ll honour yourobjection "now"'
+    )
 
 
 def _problems(tmp_path: Path, pack: str = PACK, **files: str) -> list[str]:
@@ -249,8 +267,11 @@ def test_lint_rejects_duplicate_ids_and_ties(tmp_path: Path) -> None:
     source = "seen"
     body.all = ['x']
     """
-    en = 'language = "en"\n' + rule.format(id="t.en.x", outcome="honoured") + rule.format(
-        id="t.en.x", outcome="honoured")
+    en = (
+        'language = "en"\n'
+        + rule.format(id="t.en.x", outcome="honoured")
+        + rule.format(id="t.en.x", outcome="honoured")
+    )
     de = 'language = "de"\n' + rule.format(id="t.de.y", outcome="rejected")
     problems = "\n".join(_problems(tmp_path, en=en, de=de))
     assert "rule t.en.x: id already used" in problems

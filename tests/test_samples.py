@@ -53,7 +53,8 @@ def test_samples_cover_every_language_and_outcome(rule_set: RuleSet) -> None:
     languages = {str(e["language"]) for e in EXPECTED.values() if "language" in e}
     assert {"en", "de", "fr", "es", "it", "nl", "pl", "pt", "sv"} <= languages
     outcomes = {(str(e["kind"]), str(e["outcome"])) for e in EXPECTED.values() if "kind" in e}
-    for kind, outcome in [("objection", o) for o in
-                          ("code", "received", "honoured", "rejected", "needs_info", "notice")] + [
-                          ("third_party", o) for o in ("received", "needs_info", "rejected")]:
+    for kind, outcome in [
+        ("objection", o)
+        for o in ("code", "received", "honoured", "rejected", "needs_info", "notice")
+    ] + [("third_party", o) for o in ("received", "needs_info", "rejected")]:
         assert (kind, outcome) in outcomes
