@@ -351,6 +351,33 @@ def _now() -> datetime:
 
 
 # ---------------------------------------------------------------------------------------------
+# run
+
+
+@cli.command("run")
+@pass_state
+def run_daemon(state: _State) -> None:
+    """Watch the mailbox and pop up every answer from Meta as it arrives (the daemon).
+
+    One IMAP IDLE connection per account and folder brings new mail within seconds; a full
+    scan every `poll_interval` seconds is the safety net, and once a day overdue requests
+    are reported. SIGTERM or Ctrl-C stops it (exit status 0); SIGHUP reloads the config and
+    the rules. Meant to run as the systemd user service in systemd/ (see the README).
+    """
+    from optout_mail.daemon import Daemon
+
+    def load() -> tuple[Settings, RuleSet]:
+        from optout_mail.config import load_config
+        from optout_mail.rules import load_rule_set
+
+        settings = load_config(state.config_path)
+        return settings, load_rule_set(settings.rules_dirs)
+
+    # Log lines go to the journal, which adds its own time stamps.
+    Daemon(load).run()
+
+
+# ---------------------------------------------------------------------------------------------
 # requests
 
 

@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
-    name: str  # the ledger's name for this source: an account name, or a local path
-    address: str | None  # the user's address, when the source knows it
+    @property
+    def name(self) -> str:
+        """The ledger's name for this source: an account name, or a local path."""
+
+    @property
+    def address(self) -> str | None:
+        """The user's address when the source knows it; else each mail's To address."""
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]: ...
 
