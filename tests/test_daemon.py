@@ -259,3 +259,44 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert [backoff_delay(n, rng=lambda: 0.0) for n in range(3)] == [1.0, 2.0, 4.0]
     assert backoff_delay(50, rng=lambda: 1.0) == BACKOFF_CAP
     assert backoff_delay(3, rng=lambda: 0.5) == pytest.approx(12.0)
+
+
+def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path: Path) -> None:
+    """The two scheduled jobs, driven directly: the safety-net scan records what IDLE did not
+    see, and an overdue request pops up once, however often the daily check runs."""
+    import threading
+    from datetime import UTC, datetime
+
+    from optout_mail.config import load_config
+    from optout_mail.daemon import Context, Daemon
+    from optout_mail.ledger import Ledger
+    from optout_mail.rules import load_rule_set
+
+    user = next(_names)
+    server.add_user(user, "pw")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[accounts.home]\nhost = "127.0.0.1"\n'
+        f'port = {server.port}\nsecurity = "plain"\nusername = "{user}"\npassword = "pw"\n'
+    )
+    settings, rules = load_config(config), load_rule_set()
+    shown: list[str] = []
+    now = [datetime(2025, 5, 21, tzinfo=UTC)]
+
+    def send(popup: object) -> bool:
+        shown.append(str(getattr(popup, "title", "")))
+        return True
+
+    daemon = Daemon(lambda: (settings, rules), send_popup=send)
+    daemon._context = Context(settings=settings, rules=rules, clock=lambda: now[0],
+                              send_popup=send, stop=threading.Event())
+    server.append(user, "Junk", (SAMPLES / "meta/en/received.eml").read_bytes())
+    daemon._reconcile()
+    assert shown == ["Meta received your Instagram objection (bob@example.net)"]
+
+    now[0] = datetime(2025, 8, 1, tzinfo=UTC)  # Meta never answered
+    daemon._check_deadlines()
+    daemon._check_deadlines()
+    assert shown[1:] == ["Meta is late: Instagram objection (bob@example.net)"]
+    with Ledger(settings.ledger_path) as ledger:
+        assert ledger.requests(now=now[0])[0].overdue

@@ -87,12 +87,10 @@ class Context:
 
 
 @dataclass
-class _FolderSource:
-    """One folder on an open connection, as a pipeline source."""
+class _AccountView:
+    """An account's IMAPSource seen through a narrower door (see the subclasses)."""
 
     imap: IMAPSource
-    client: Any
-    folder: str
 
     @property
     def name(self) -> str:
@@ -101,6 +99,14 @@ class _FolderSource:
     @property
     def address(self) -> str | None:
         return self.imap.address
+
+
+@dataclass
+class _FolderSource(_AccountView):
+    """One folder on an open connection, as a pipeline source."""
+
+    client: Any
+    folder: str
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
         return self.imap.folder_batches(self.client, self.folder, cursor_for(self.folder))
@@ -397,25 +403,16 @@ class Daemon:
 
 
 @dataclass
-class _Locked:
+class _Locked(_AccountView):
     """A source whose folder scans take the same per-folder lock as the IDLE watchers."""
 
-    source: IMAPSource
     context: Context
 
-    @property
-    def name(self) -> str:
-        return self.source.name
-
-    @property
-    def address(self) -> str | None:
-        return self.source.address
-
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        with self.source.session() as client:
-            for folder in self.source.folders(client):
-                with self.context.lock_for(self.source.name, folder):
-                    yield from self.source.folder_batches(client, folder, cursor_for(folder))
+        with self.imap.session() as client:
+            for folder in self.imap.folders(client):
+                with self.context.lock_for(self.imap.name, folder):
+                    yield from self.imap.folder_batches(client, folder, cursor_for(folder))
 
 
 @contextlib.contextmanager
