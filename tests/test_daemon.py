@@ -288,8 +288,13 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
         return True
 
     daemon = Daemon(lambda: (settings, rules), send_popup=send)
-    daemon._context = Context(settings=settings, rules=rules, clock=lambda: now[0],
-                              send_popup=send, stop=threading.Event())
+    daemon._context = Context(
+        settings=settings,
+        rules=rules,
+        clock=lambda: now[0],
+        send_popup=send,
+        stop=threading.Event(),
+    )
     server.append(user, "Junk", (SAMPLES / "meta/en/received.eml").read_bytes())
     daemon._reconcile()
     assert shown == ["Meta received your Instagram objection (bob@example.net)"]
@@ -300,3 +305,22 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
     assert shown[1:] == ["Meta is late: Instagram objection (bob@example.net)"]
     with Ledger(settings.ledger_path) as ledger:
         assert ledger.requests(now=now[0])[0].overdue
+
+
+def test_systemd_readiness_watchdog_and_stopping(daemon: Running, tmp_path: Path) -> None:
+    """The sd_notify protocol as systemd speaks it: a datagram socket named in NOTIFY_SOCKET."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(PUSH_WAIT)
+        daemon.env |= {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
+        daemon.start()
+        messages: list[str] = []
+        while not any("WATCHDOG=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+        assert messages[0].startswith("READY=1\nSTATUS=watching 2 folder(s)")
+        assert daemon.stop() == 0
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
