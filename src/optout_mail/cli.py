@@ -94,6 +94,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
       optout-mail classify --explain MAIL.eml  what one mail means, and why
       optout-mail scan                         scan the accounts in your config
       optout-mail requests list                the state of every request
+      optout-mail run                          the daemon: popups as replies arrive
     """
     _configure_logging(verbose)
     ctx.obj = _State(config_path, verbose)

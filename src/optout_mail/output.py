@@ -44,6 +44,11 @@ def describe_change(change: Change) -> str:
     return line
 
 
+def _worth_saying(change: Change) -> bool:
+    """State changes, codes and phishing warnings; not announcements or repeated answers."""
+    return change.state_changed or bool(change.event.code) or change.event.authentic is False
+
+
 def print_scan(console: Console, summary: ScanSummary, requests: Sequence[RequestView]) -> None:
     title = "Scan (dry run: nothing written)" if summary.dry_run else "Scan"
     table = Table("source", "folder", "examined", "matched",
@@ -55,11 +60,16 @@ def print_scan(console: Console, summary: ScanSummary, requests: Sequence[Reques
     console.print(table)
     for problem in summary.problems:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)
-    if summary.changes:
+    worth_saying = [c for c in summary.changes if _worth_saying(c)]
+    if worth_saying:
         console.print("[bold]What changed[/]")
-        for change in summary.changes:
+        for change in worth_saying:
             console.print(f"  {describe_change(change)}", highlight=False)
-    elif not summary.dry_run:
+    quiet = len(summary.changes) - len(worth_saying)
+    if quiet:
+        console.print(f"  ({quiet} more mail(s) recorded that changed no request: "
+                      "announcements, repeats; `requests show ID` lists them)")
+    if not summary.changes and not summary.dry_run:
         console.print("Nothing new.")
     if requests:
         print_requests(console, requests)

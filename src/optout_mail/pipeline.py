@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from optout_mail.ledger import Change, Ledger, Observation, dedupe_key
@@ -117,6 +117,9 @@ def run_source(
             for mail in batch.mails
             if (obs := _observe(mail, source, batch.folder, folder_summary, rules)) is not None
         ]
+        # The lifecycle is order-sensitive: apply a batch's mails in the order Meta sent them
+        # (files and UIDs need not be in that order).
+        observations.sort(key=_sent_at)
         if dry_run:
             keys = [dedupe_key(o.message, o.classification) for o in observations]
             fresh = set(keys) - ledger.known(keys)
@@ -130,6 +133,10 @@ def run_source(
         if notifier is not None and result.changes:
             notifier.notify(result.changes)
     return summary
+
+
+def _sent_at(observation: Observation) -> datetime:
+    return observation.message.date or datetime.max.replace(tzinfo=UTC)
 
 
 def _observe(
