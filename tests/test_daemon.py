@@ -324,3 +324,20 @@ def test_systemd_readiness_watchdog_and_stopping(daemon: Running, tmp_path: Path
         assert daemon.stop() == 0
         while not any("STOPPING=1" in m for m in messages):
             messages.append(sock.recv(4096).decode())
+
+
+def test_sighup_reloads_and_keeps_running_on_a_broken_config(
+    daemon: Running, popups: NotificationServer
+) -> None:
+    daemon.start()
+    good = daemon.config.read_text()
+    daemon.config.write_text(good + "bogus_key = 1\n")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("reload failed, keeping the running configuration")
+    daemon.config.write_text(good)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("connected, catching up", count=4)  # the watchers started anew
+    daemon.append("meta/en/honoured-uk.eml")
+    popups.received(min_count=1, timeout=PUSH_WAIT)
+    assert daemon.stop() == 0

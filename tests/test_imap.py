@@ -295,3 +295,19 @@ def test_requests_are_dated_by_the_mail(
     (request,) = requests(cli, config)
     assert str(request["filed_at"]).startswith("2025-05-20")
     assert request["account"] == f"{user}@example.org"
+
+
+def test_password_from_a_command(
+    server: Dovecot, user: str, cli: CLI, write_config: Callable[[str], Path]
+) -> None:
+    fill(server, user)
+    base = (
+        f'[notifications]\nenabled = false\n[accounts.home]\nhost = "127.0.0.1"\n'
+        f'port = {server.port}\nsecurity = "plain"\nusername = "{user}"\n'
+    )
+    good = write_config(base + f'password_command = ["printf", "pw-{user}-secret\\nsecond line"]\n')
+    assert scan(cli, good)["recorded"] == 3
+    failing = write_config(base + 'password_command = "false"\n')
+    result = cli("--config", str(failing), "scan")
+    assert result.status == 1
+    assert "password_command 'false' failed with status 1" in result.err
