@@ -277,3 +277,15 @@ def test_sigkill_mid_scan_leaves_the_ledger_consistent(
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone()[0] == total
         assert db.execute("SELECT count(DISTINCT message_id) FROM events").fetchone()[0] == total
+
+
+def test_ids_are_never_reused_after_forget(ledger: Ledger, mail: Callable[..., bytes]) -> None:
+    """Popups are remembered by event id: a reused id would silence a new answer."""
+    first = ledger.record([observation(mail(), Outcome.RECEIVED)], now=NOW).changes[0]
+    assert first.request is not None
+    ledger.mark_popup(f"event:{first.event.id}", delivered=True, now=NOW)
+    ledger.forget(first.request.id)
+    second = ledger.record([observation(mail(), Outcome.HONOURED)], now=NOW).changes[0]
+    assert second.event.id != first.event.id
+    assert second.request is not None and second.request.id != first.request.id
+    assert not ledger.popup_shown(f"event:{second.event.id}")

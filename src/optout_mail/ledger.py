@@ -21,8 +21,10 @@ from optout_mail.model import Classification, Cursor, Kind, Message, Outcome, St
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
+    -- AUTOINCREMENT: an id is never given twice, even after `requests forget`, so evidence
+    -- and the popups already shown (keyed by id) cannot be confused with newer ones.
     CREATE TABLE requests (
-        id          INTEGER PRIMARY KEY,
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
         platform    TEXT NOT NULL,
         account     TEXT NOT NULL,          -- the user's address the request is about
         kind        TEXT NOT NULL,
@@ -36,7 +38,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX requests_key ON requests (platform, account, kind);
 
     CREATE TABLE events (
-        id            INTEGER PRIMARY KEY,
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
         request_id    INTEGER REFERENCES requests (id) ON DELETE CASCADE,
         message_id    TEXT NOT NULL,
         -- A mail is recorded once. A forged mail must not take the place of the real one with
