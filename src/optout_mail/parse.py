@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 MAX_PARSE_BYTES = 1 << 20
 MAX_HTML_CHARS = 256 * 1024
 MAX_TEXT_CHARS = 128 * 1024
+# The stdlib MIME parser checks every line against every open boundary: time grows with depth
+# times lines. Meta's mails have two or three parts; a mail with hundreds is not one of them.
+MAX_MIME_BOUNDARIES = 64
 
 # mail-parser logs raw header text (personal data) at ERROR and chats at WARNING.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -38,6 +41,9 @@ def parse(raw: RawMail) -> Message:
     if len(data) > MAX_PARSE_BYTES:
         data = data[:MAX_PARSE_BYTES]
         defects.append(f"truncated: only the first {MAX_PARSE_BYTES} bytes were parsed")
+    if data.lower().count(b"boundary=") > MAX_MIME_BOUNDARIES:
+        defects.append(f"more than {MAX_MIME_BOUNDARIES} MIME boundaries; headers only")
+        return _parse_headers_only(data, defects)
     try:
         return _parse_with_mailparser(data, defects)
     except Exception as exc:  # mail-parser raises many types on hostile input
