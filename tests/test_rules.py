@@ -292,3 +292,42 @@ def test_missing_rule_folder_is_reported(tmp_path: Path) -> None:
 def test_sender_domains_drive_the_search(pack_rules: RuleSet) -> None:
     assert pack_rules.sender_domains() == ("facebookmail.com", "mail.instagram.com")
     assert pack_rules.lookalike_words() == ("facebook", "instagram")
+
+
+def test_the_literal_prefilter_never_hides_a_match(rule_set: RuleSet) -> None:
+    """For every bundled pattern and every sample text: if the regex matches, the pattern's
+    required strings are present (the pre-check may only ever save time)."""
+    from optout_mail.rules import iter_rules, required_literal
+
+    from .conftest import SAMPLES
+
+    texts = [normalise(parse(RawMail(p.read_bytes(), "s")).text) for p in SAMPLES.rglob("*.eml")]
+    checked = 0
+    for _pack, rule in iter_rules(rule_set):
+        for cond in rule.conditions:
+            for pattern in cond.patterns:
+                needles = required_literal(pattern)
+                for text in texts:
+                    if needles and pattern.search(text):
+                        checked += 1
+                        assert any(n in text.casefold() for n in needles), pattern.pattern
+    assert checked > 100
+
+
+@pytest.mark.parametrize(
+    ("pattern", "needles"),
+    [
+        (r"we will honou?r your objection", ("r your objection",)),  # the longest run
+        # sre factors the common "o" out of the alternatives
+        (r"\b(?:objeción|oposición)\b", ("bjeción", "posición")),
+        (r"KI bei Meta|generative\w* KI", ("ki bei meta", "generative")),
+        (r"\b(?P<code>\d{6,8})\b", None),
+        (r"a|bc", None),  # too short to be worth a test
+    ],
+)
+def test_required_literal(pattern: str, needles: tuple[str, ...] | None) -> None:
+    import re
+
+    from optout_mail.rules import required_literal
+
+    assert required_literal(re.compile(pattern, re.IGNORECASE)) == needles
