@@ -26,6 +26,7 @@ from optout_mail.errors import (
     SourceError,
     UsageError,
 )
+from optout_mail.model import KINDS, KNOWN_PLATFORMS, NO_MATCH
 
 if TYPE_CHECKING:
     from optout_mail.config import Settings
@@ -64,6 +65,11 @@ class _State:
 
             self._rules = load_rule_set(self.settings().rules_dirs)
         return self._rules
+
+    def load_fresh(self) -> tuple[Settings, RuleSet]:
+        """Read the config and the rules again (the daemon does on start and on SIGHUP)."""
+        self._settings = self._rules = None
+        return self.settings(), self.rules()
 
 
 pass_state = click.make_pass_decorator(_State)
@@ -127,7 +133,7 @@ def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: boo
             failures += 1
             error = f"cannot read {path}: {exc.strerror or exc}"
             if as_json:
-                _print_json_line({"path": str(path), **_EMPTY_RESULT, "error": error})
+                _print_json_line({"path": str(path), **NO_MATCH.as_json(), "error": error})
             else:
                 click.echo(f"{path}: error: {error}", err=True)
             continue
@@ -142,12 +148,6 @@ def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: boo
                 _print_explanation(explanation)
     if failures:
         raise SourceError(f"{failures} of {len(files)} files could not be read")
-
-
-_EMPTY_RESULT: dict[str, Any] = {
-    "outcome": None, "platform": None, "kind": None, "authentic": None, "code": None,
-    "reference": None, "rule": None, "language": None,
-}  # fmt: skip
 
 
 def _describe_classification(where: str, result: Any) -> str:
@@ -367,15 +367,7 @@ def run_daemon(state: _State) -> None:
     """
     from optout_mail.daemon import Daemon
 
-    def load() -> tuple[Settings, RuleSet]:
-        from optout_mail.config import load_config
-        from optout_mail.rules import load_rule_set
-
-        settings = load_config(state.config_path)
-        return settings, load_rule_set(settings.rules_dirs)
-
-    # Log lines go to the journal, which adds its own time stamps.
-    Daemon(load).run()
+    Daemon(state.load_fresh).run()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,10 +423,9 @@ def requests_show(state: _State, request_id: int, as_json: bool) -> None:
 
 
 @requests.command("add")
-@click.option("--platform", required=True,
-              type=click.Choice(["facebook", "instagram", "whatsapp", "threads", "messenger"]))
+@click.option("--platform", required=True, type=click.Choice(KNOWN_PLATFORMS))
 @click.option("--account", required=True, help="The e-mail address you gave in the form.")
-@click.option("--kind", type=click.Choice(["objection", "third_party"]), default="objection",
+@click.option("--kind", type=click.Choice(KINDS), default="objection",
               show_default=True)
 @click.option("--filed", "filed_on", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
               help="When you submitted the form (default: now). Starts the one-month clock.")

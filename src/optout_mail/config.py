@@ -104,13 +104,6 @@ class Account(BaseModel):
             return self.port
         return 993 if self.security == "tls" else 143
 
-    @property
-    def mail_address(self) -> str:
-        """The user's address at this account, as requests are keyed by it."""
-        if self.address:
-            return self.address.lower()
-        return self.username.lower() if "@" in self.username else ""
-
 
 class Notifications(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

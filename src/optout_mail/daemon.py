@@ -256,7 +256,7 @@ class Daemon:
         settings, rules = self._load()
         with _single_instance(settings.data_dir):
             self._install_signal_handlers()
-            scheduler = self._scheduler()
+            scheduler = self._scheduler(settings)
             try:
                 self._start(settings, rules)
                 scheduler.start()
@@ -307,9 +307,10 @@ class Daemon:
         if account.folders:
             return list(account.folders)
         assert self._context is not None
+        source = self._context.source(name, account)
         try:
-            with self._context.source(name, account).session() as client:
-                return self._context.source(name, account).folders(client)
+            with source.session() as client:
+                return source.folders(client)
         except SourceError as exc:
             log.warning("%s; watching INBOX until the server can be asked for its Junk folder",
                         exc.message)
@@ -342,7 +343,7 @@ class Daemon:
 
     # -- scheduled jobs ---------------------------------------------------------------------
 
-    def _scheduler(self) -> Any:
+    def _scheduler(self, settings: Settings) -> Any:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -351,7 +352,6 @@ class Daemon:
             # misfire_grace_time=None: a job due while the laptop slept runs on resume, once.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        settings, _ = self._current()
         scheduler.add_job(self._reconcile, "interval", seconds=settings.poll_interval,
                           id="reconcile", jitter=min(60, settings.poll_interval // 10))
         scheduler.add_job(self._check_deadlines, "interval", hours=24, id="deadlines",
@@ -360,11 +360,6 @@ class Daemon:
         if interval:
             scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
         return scheduler
-
-    def _current(self) -> tuple[Settings, RuleSet]:
-        if self._context is not None:
-            return self._context.settings, self._context.rules
-        return self._load()
 
     def _reconcile(self) -> None:
         """Scan every account and folder on a short-lived connection: the safety net for

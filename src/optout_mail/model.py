@@ -52,7 +52,11 @@ KIND_NAMES = {"objection": "objection", "third_party": "third-party-information 
 def platform_name(platform: str) -> str:
     return PLATFORM_NAMES.get(platform, platform.title())
 
-OUTCOMES = tuple(o.value for o in Outcome)
+
+def request_label(platform: str, kind: str) -> str:
+    """E.g. "Instagram objection", "Facebook third-party-information request"."""
+    return f"{platform_name(platform)} {KIND_NAMES.get(kind, kind)}"
+
 KINDS = tuple(k.value for k in Kind)
 
 
@@ -62,11 +66,9 @@ class RawMail:
 
     data: bytes
     origin: str  # a file path, or "account/folder/uid"
-    account: str | None = None
     folder: str | None = None
     uid: int | None = None
     uidvalidity: int | None = None
-    internal_date: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from optout_mail.desktop import Popup
 from optout_mail.ledger import Change, Ledger, RequestView
-from optout_mail.model import KIND_NAMES, platform_name
+from optout_mail.model import platform_name, request_label
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
     request = change.request
     if request is None:
         return None
-    what = f"{platform_name(request.platform)} {KIND_NAMES.get(request.kind, request.kind)}"
+    what = request_label(request.platform, request.kind)
     who = request.account
     suffix = f"Request #{request.id} ({what} for {who})."
     if event.outcome == "code":
@@ -76,7 +76,7 @@ def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
 
 
 def overdue_popup(request: RequestView) -> Popup:
-    what = f"{platform_name(request.platform)} {KIND_NAMES.get(request.kind, request.kind)}"
+    what = request_label(request.platform, request.kind)
     return Popup(
         title=f"Meta is late: {what} ({request.account})",
         body=f"The answer was due on {request.due_at[:10]}. {COMPLAINT_HINT} "

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optout_mail.ledger import Change, EventView, RequestView
-from optout_mail.model import KIND_NAMES, platform_name
+from optout_mail.model import platform_name, request_label
 from optout_mail.pipeline import ScanSummary
 
 STATE_STYLE = {
@@ -31,8 +31,7 @@ def describe_change(change: Change) -> str:
         )
         return f"{event.outcome} from {event.sender} {why}"
     request = change.request
-    who = f"{platform_name(request.platform)} {KIND_NAMES.get(request.kind, request.kind)}"
-    line = f"#{request.id} {who} ({request.account}): "
+    line = f"#{request.id} {request_label(request.platform, request.kind)} ({request.account}): "
     if change.state_changed:
         line += f"{event.state_before} -> {event.state_after}"
     else:
@@ -94,8 +93,8 @@ def print_requests(console: Console, requests: Sequence[RequestView]) -> None:
 
 def print_request(console: Console, request: RequestView) -> None:
     console.print(
-        f"[bold]Request #{request.id}[/]: {platform_name(request.platform)} "
-        f"{KIND_NAMES.get(request.kind, request.kind)} for {request.account}", highlight=False
+        f"[bold]Request #{request.id}[/]: {request_label(request.platform, request.kind)} "
+        f"for {request.account}", highlight=False
     )
     console.print(f"  state      {request.state}{'  (OVERDUE)' if request.overdue else ''}")
     console.print(f"  filed      {request.filed_at}  ({request.created_by})")

@@ -13,7 +13,6 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from optout_mail.config import Account
@@ -235,7 +234,7 @@ class IMAPSource:
 
         try:
             # A list of ints, never a range string: imapclient 4.1 breaks on "1:*" in fetch.
-            response = client.fetch(uids, [BODY_ITEM, "INTERNALDATE"])
+            response = client.fetch(uids, [BODY_ITEM])
         except IMAPClientError as exc:
             raise ConnectionLost(f"account {self.name}: FETCH failed ({_clean(exc)})") from None
         mails = []
@@ -246,15 +245,9 @@ class IMAPSource:
                 # Deleted by another client between SEARCH and FETCH: nothing to record.
                 log.info("%s/%s: UID %d vanished before it could be read", self.name, folder, uid)
                 continue
-            internal = item.get(b"INTERNALDATE") if item else None
-            if not (isinstance(internal, datetime) and internal.tzinfo):
-                internal = None
             mails.append(
-                RawMail(
-                    data=data, origin=f"{self.name}/{folder}/{uid}", account=self.name,
-                    folder=folder, uid=uid, uidvalidity=uidvalidity,
-                    internal_date=internal.astimezone(UTC) if internal else None,
-                )
+                RawMail(data=data, origin=f"{self.name}/{folder}/{uid}", folder=folder,
+                        uid=uid, uidvalidity=uidvalidity)
             )
         return mails
 
