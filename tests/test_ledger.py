@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from optout_mail.errors import LedgerError, UsageError
-from optout_mail.ledger import MIGRATIONS, Ledger, Observation
-from optout_mail.model import Classification, Cursor, Kind, Outcome, RawMail
+from optout_mail.ledger import MIGRATIONS, Ledger
+from optout_mail.model import Classification, Cursor, Kind, Observation, Outcome, RawMail
 from optout_mail.parse import parse
 
 NOW = datetime(2025, 5, 21, 8, 0, tzinfo=UTC)

@@ -88,10 +88,107 @@ def test_any_sequence_of_mails_keeps_a_valid_state(outcomes: list[Outcome]) -> N
             assert state == previous
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
-       st.integers(min_value=0, max_value=36))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.integers(min_value=0, max_value=36),
+)
 def test_add_months_is_monotonic_and_within_the_month(moment: datetime, months: int) -> None:
     later = add_months(moment, months)
     assert later >= moment
     assert (later.year * 12 + later.month) - (moment.year * 12 + moment.month) == months
     assert later.day <= moment.day
+
+
+# -- decide: which request a mail joins and what it changes (no database) -------------------
+
+from optout_mail.lifecycle import Decision, StoredRequest, decide  # noqa: E402
+from optout_mail.model import Classification, Kind  # noqa: E402
+
+FILED = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+SENT = datetime(2025, 5, 20, 9, 30, tzinfo=UTC)
+NOW = datetime(2025, 5, 21, 8, 0, tzinfo=UTC)
+
+
+def _mail(
+    outcome: O | None, *, authentic: bool | None = True, extends: bool = False
+) -> Classification:
+    return Classification(
+        outcome=outcome,
+        platform="facebook",
+        kind=Kind.OBJECTION,
+        authentic=authentic,
+        rule="t",
+        extends_deadline=extends,
+    )
+
+
+def _stored(state: S, *, id: int = 7, extended: bool = False) -> StoredRequest:
+    return StoredRequest(id=id, state=state, filed_at=FILED, extended=extended)
+
+
+@pytest.mark.parametrize(
+    ("requests", "mail", "expected"),
+    [
+        # No request yet: the first mail opens one, dated by the mail.
+        ([], _mail(O.CODE), Decision(None, S.FILED, S.VERIFYING, SENT, due_at(SENT), False)),
+        ([], _mail(O.HONOURED), Decision(None, S.FILED, S.HONOURED, SENT, due_at(SENT), False)),
+        # An open request takes the mail.
+        (
+            [_stored(S.RECEIVED)],
+            _mail(O.REJECTED),
+            Decision(7, S.RECEIVED, S.REJECTED, FILED, due_at(FILED), False),
+        ),
+        (
+            [_stored(S.VERIFYING)],
+            _mail(O.CODE),
+            Decision(7, S.VERIFYING, S.VERIFYING, FILED, due_at(FILED), False),
+        ),
+        # Meta announces it needs two more months.
+        (
+            [_stored(S.RECEIVED)],
+            _mail(O.RECEIVED, extends=True),
+            Decision(7, S.RECEIVED, S.RECEIVED, FILED, due_at(FILED, extended=True), True),
+        ),
+        (
+            [_stored(S.RECEIVED, extended=True)],
+            _mail(O.HONOURED),
+            Decision(7, S.RECEIVED, S.HONOURED, FILED, due_at(FILED, extended=True), True),
+        ),
+        # After a final answer, a new code or acknowledgement is a new objection.
+        (
+            [_stored(S.HONOURED)],
+            _mail(O.CODE),
+            Decision(None, S.FILED, S.VERIFYING, SENT, due_at(SENT), False),
+        ),
+        (
+            [_stored(S.REJECTED, id=9), _stored(S.HONOURED, id=3)],
+            _mail(O.RECEIVED),
+            Decision(None, S.FILED, S.RECEIVED, SENT, due_at(SENT), False),
+        ),
+        # ... but a late answer joins the request it answers.
+        (
+            [_stored(S.REJECTED)],
+            _mail(O.HONOURED),
+            Decision(7, S.REJECTED, S.HONOURED, FILED, due_at(FILED), False),
+        ),
+    ],
+    ids=lambda v: v.outcome.value if isinstance(v, Classification) else None,
+)
+def test_decide(requests: list[StoredRequest], mail: Classification, expected: Decision) -> None:
+    assert decide(requests, mail, sent_at=SENT, now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [_mail(None), _mail(O.NOTICE), _mail(O.HONOURED, authentic=False)],
+    ids=["no outcome", "notice", "not authentic"],
+)
+def test_decide_leaves_requests_alone(mail: Classification) -> None:
+    assert decide([_stored(S.RECEIVED)], mail, sent_at=SENT, now=NOW) is None
+    assert decide([], mail, sent_at=SENT, now=NOW) is None
+
+
+def test_decide_never_files_in_the_future_and_copes_without_a_date() -> None:
+    later = NOW + timedelta(days=3)  # a mail whose Date header lies ahead of our clock
+    assert decide([], _mail(O.CODE), sent_at=later, now=NOW).filed_at == NOW  # type: ignore[union-attr]
+    assert decide([], _mail(O.CODE), sent_at=None, now=NOW).filed_at == NOW  # type: ignore[union-attr]

@@ -24,13 +24,14 @@ from optout_mail.errors import (
     OptoutError,
     RuleError,
     SourceError,
+    UnknownRequest,
     UsageError,
 )
 from optout_mail.model import KINDS, KNOWN_PLATFORMS, NO_MATCH
 
 if TYPE_CHECKING:
     from optout_mail.config import Settings
-    from optout_mail.rules import Explanation, RuleSet
+    from optout_mail.rules import RuleSet
 
 log = logging.getLogger("optout_mail")
 
@@ -121,6 +122,7 @@ def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: boo
     A file that cannot be read still gets its line, with an error.
     """
     from optout_mail.model import RawMail
+    from optout_mail.output import describe_classification, explanation_lines
     from optout_mail.parse import parse
     from optout_mail.rules import explain as explain_mail
 
@@ -143,48 +145,11 @@ def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: boo
         if as_json:
             _print_json_line({"path": str(path), **result.as_json()})
         else:
-            click.echo(_describe_classification(str(path), result))
+            click.echo(describe_classification(str(path), result))
             if explain:
-                _print_explanation(explanation)
+                click.echo("\n".join(explanation_lines(explanation)))
     if failures:
         raise SourceError(f"{failures} of {len(files)} files could not be read")
-
-
-def _describe_classification(where: str, result: Any) -> str:
-    if result.outcome is None:
-        why = f" ({result.notes[0]})" if result.notes else ""
-        return f"{where}: no match{why}"
-    authentic = {True: "authentic", False: "NOT AUTHENTIC", None: "authenticity unknown"}
-    parts = [
-        f"{result.outcome.value}",
-        f"{result.platform}",
-        f"{result.kind.value}",
-        authentic[result.authentic],
-        f"rule {result.rule} [{result.language}]",
-    ]
-    if result.code:
-        parts.insert(1, f"code {result.code}")
-    if result.reference:
-        parts.insert(1, f"reference {result.reference}")
-    line = f"{where}: " + ", ".join(parts)
-    if result.lookalike:
-        line += " -- the sender only looks like Meta: possible phishing"
-    return line
-
-
-def _print_explanation(explanation: Explanation) -> None:
-    if explanation.pack is None:
-        click.echo(f"  sender {explanation.sender or '(none)'}: no rule pack covers it")
-        return
-    click.echo(f"  sender {explanation.sender}: pack {explanation.pack}")
-    for trace in explanation.traces:
-        mark = "MATCH  " if trace.matched else ("blocked" if trace.blocked_by else "no     ")
-        click.echo(f"  {mark} {trace.rule.id} (priority {trace.rule.priority})")
-        for reason in trace.reasons:
-            click.echo(f"            {reason}")
-    winner = explanation.classification.rule
-    if winner:
-        click.echo(f"  -> {winner} wins (highest priority among the matching rules)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,20 +165,9 @@ def rules() -> None:
 @pass_state
 def rules_check(state: _State) -> None:
     """Lint every pack; count rules per language, outcome and provenance."""
-    from collections import Counter
+    from optout_mail.output import rules_check_lines
 
-    rule_set = state.rules()
-    all_rules = rule_set.rules
-    click.echo(f"{len(rule_set.packs)} pack(s), {len(all_rules)} rules, no problems found.")
-    for title, counter in (
-        ("language", Counter(r.language for r in all_rules)),
-        ("outcome", Counter(f"{r.kind.value}/{r.outcome.value}" for r in all_rules)),
-        ("provenance", Counter(r.source for r in all_rules)),
-    ):
-        counts = ", ".join(f"{key} {n}" for key, n in sorted(counter.items()))
-        click.echo(f"  by {title}: {counts}")
-    for pack in rule_set.packs:
-        click.echo(f"  pack {pack.id}: senders {', '.join(sorted(pack.senders))}")
+    click.echo("\n".join(rules_check_lines(state.rules())))
 
 
 @rules.command("list")
@@ -221,28 +175,15 @@ def rules_check(state: _State) -> None:
 @pass_state
 def rules_list(state: _State, as_json: bool) -> None:
     """List the rules in the order they are tried (highest priority first)."""
-    rows = [
-        {
-            "id": r.id, "pack": pack.id, "language": r.language, "outcome": r.outcome.value,
-            "kind": r.kind.value, "priority": r.priority, "source": r.source,
-            "description": r.description, "file": r.path,
-        }
-        for pack in state.rules().packs
-        for r in pack.rules
-    ]  # fmt: skip
+    from optout_mail.output import print_rules, rule_rows
+
+    rows = rule_rows(state.rules())
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("id", "lang", "outcome", "kind", "prio", "source", "description")
-    for row in rows:
-        table.add_row(
-            str(row["id"]), str(row["language"]), str(row["outcome"]), str(row["kind"]),
-            str(row["priority"]), str(row["source"]), str(row["description"]),
-        )  # fmt: skip
-    Console().print(table)
+    print_rules(Console(), rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,6 +430,7 @@ def _configure_logging(verbose: int) -> None:
 
 
 _EXIT_FOR: tuple[tuple[type[OptoutError], ExitStatus], ...] = (
+    (UnknownRequest, ExitStatus.USAGE),
     (ConfigError, ExitStatus.CONFIG),
     (RuleError, ExitStatus.CONFIG),
     (UsageError, ExitStatus.USAGE),

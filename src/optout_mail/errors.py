@@ -1,13 +1,14 @@
 """The exception tree of optout-mail; user-facing errors carry the problems and a hint.
 
-    OptoutError                 base of everything raised on purpose
-    ├── ConfigError             bad or missing configuration (exit 78); lists every problem
-    ├── RuleError               a rule pack that does not load or lint (exit 78)
-    ├── SourceError             a mailbox that cannot be read (exit 1)
-    │   ├── AuthError           the server refused the credentials
-    │   └── ConnectionLost      network or server trouble worth retrying
-    ├── LedgerError             the ledger cannot be opened or written (exit 1)
-    └── UsageError              a command used the wrong way (exit 2)
+OptoutError                 base of everything raised on purpose
+├── ConfigError             bad or missing configuration (exit 78); lists every problem
+├── RuleError               a rule pack that does not load or lint (exit 78)
+├── SourceError             a mailbox that cannot be read (exit 1)
+│   ├── AuthError           the server refused the credentials
+│   └── ConnectionLost      network or server trouble worth retrying
+├── LedgerError             the ledger cannot be opened or written (exit 1)
+└── UsageError              a command used the wrong way (exit 2)
+    └── UnknownRequest      no request has the id the user gave
 """
 
 from __future__ import annotations
@@ -54,3 +55,14 @@ class LedgerError(OptoutError):
 
 class UsageError(OptoutError):
     """A command was called with arguments that cannot work."""
+
+
+class UnknownRequest(UsageError):
+    """The ledger has no request with the id the user gave."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(
+            f"there is no request {request_id}",
+            hint="`optout-mail requests list` shows the ids",
+        )
+        self.request_id = request_id

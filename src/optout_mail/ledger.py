@@ -1,8 +1,8 @@
 """The SQLite ledger: requests, the events (mails) that moved them, folder cursors, popups sent.
 
-Schema changes are numbered migrations tracked in `PRAGMA user_version`. `record` writes the
-events, the request states and the folder cursor in one transaction, so a crash neither loses
-nor repeats anything, and a mail (by Message-ID) is recorded once however often it is seen.
+It stores what `lifecycle.decide` chose; it decides nothing itself. Schema changes are numbered
+migrations in `PRAGMA user_version`. `record` writes events, request states and the folder cursor
+in one transaction, so a crash neither loses nor repeats anything, and a mail is recorded once.
 """
 
 from __future__ import annotations
@@ -15,8 +15,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optout_mail import lifecycle
-from optout_mail.errors import LedgerError, UsageError
-from optout_mail.model import Classification, Cursor, Kind, Message, Outcome, State
+from optout_mail.errors import LedgerError, UnknownRequest
+from optout_mail.model import (
+    Change,
+    Classification,
+    Cursor,
+    EventView,
+    Kind,
+    Message,
+    Observation,
+    Outcome,
+    RequestView,
+    State,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -80,100 +91,6 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
-
-
-@dataclass(frozen=True)
-class Observation:
-    """A classified mail, ready to be recorded, with where it was found."""
-
-    message: Message
-    classification: Classification
-    source: str
-    account_address: str  # the user's address the request is about
-    folder: str | None = None
-    uid: int | None = None
-    uidvalidity: int | None = None
-
-
-@dataclass(frozen=True)
-class EventView:
-    id: int
-    request_id: int | None
-    message_id: str
-    outcome: str
-    authentic: bool | None
-    rule: str
-    language: str | None
-    code: str | None
-    reference: str | None
-    sender: str
-    subject: str
-    received_at: str | None
-    recorded_at: str
-    source: str
-    folder: str | None
-    uid: int | None
-    state_before: str | None
-    state_after: str | None
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "message_id": self.message_id,
-            "outcome": self.outcome,
-            "authentic": self.authentic,
-            "rule": self.rule,
-            "received_at": self.received_at,
-            "folder": self.folder,
-            "source": self.source,
-            "uid": self.uid,
-            "sender": self.sender,
-            "subject": self.subject,
-            "code": self.code,
-            "reference": self.reference,
-            "state_before": self.state_before,
-            "state_after": self.state_after,
-        }
-
-
-@dataclass(frozen=True)
-class RequestView:
-    id: int
-    platform: str
-    account: str
-    kind: str
-    state: str
-    filed_at: str
-    due_at: str
-    extended: bool
-    created_by: str
-    updated_at: str
-    overdue: bool
-    events: tuple[EventView, ...] = ()
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "platform": self.platform,
-            "account": self.account,
-            "kind": self.kind,
-            "state": self.state,
-            "overdue": self.overdue,
-            "filed_at": self.filed_at,
-            "due_at": self.due_at,
-            "extended": self.extended,
-            "created_by": self.created_by,
-            "updated_at": self.updated_at,
-            "events": [e.as_json() for e in self.events],
-        }
-
-
-@dataclass(frozen=True)
-class Change:
-    """Something a recorded mail did that the user should hear about."""
-
-    event: EventView
-    request: RequestView | None  # None for a mail that changed nothing (e.g. not authentic)
-    state_changed: bool
 
 
 @dataclass
@@ -319,8 +236,14 @@ class Ledger:
                ON CONFLICT (source, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,
                    last_uid = excluded.last_uid, uidnext = excluded.uidnext,
                    updated_at = excluded.updated_at""",
-            (cursor.source, cursor.folder, cursor.uidvalidity, cursor.last_uid, cursor.uidnext,
-             _iso(now)),
+            (
+                cursor.source,
+                cursor.folder,
+                cursor.uidvalidity,
+                cursor.last_uid,
+                cursor.uidnext,
+                _iso(now),
+            ),
         )
 
     def _record_one(self, obs: Observation, now: datetime) -> Change | None:
@@ -332,68 +255,104 @@ class Ledger:
         if self._db.execute("SELECT 1 FROM events WHERE dedupe_key = ?", (key,)).fetchone():
             return None
         received = message.date or now
-        request_id: int | None = None
-        before: State | None = None
-        after: State | None = None
-        if lifecycle.changes_ledger(c.outcome, c.authentic):
-            request_id, before = self._request_for(
-                c.platform, obs.account_address, c.kind, c.outcome, received, now
-            )
-            after = lifecycle.next_state(before, c.outcome)
-            self._apply(request_id, after, extend=c.extends_deadline, now=now)
+        decision = lifecycle.decide(
+            self._stored_requests(c.platform, obs.account_address, c.kind),
+            c,
+            sent_at=message.date,
+            now=now,
+        )
+        request_id = self._apply(decision, c.platform, obs.account_address, c.kind, now)
         cur = self._db.execute(
             """INSERT INTO events (request_id, message_id, dedupe_key, outcome, authentic, rule,
                    language, code, reference, sender, subject, received_at, recorded_at, source,
                    folder, uid, uidvalidity, state_before, state_after)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
-                request_id, message.message_id, key, c.outcome.value,
-                None if c.authentic is None else int(c.authentic), c.rule, c.language, c.code,
-                c.reference, message.from_address, message.subject[:500], _iso(received),
-                _iso(now), obs.source, obs.folder, obs.uid, obs.uidvalidity,
-                before.value if before else None, after.value if after else None,
+                request_id,
+                message.message_id,
+                key,
+                c.outcome.value,
+                None if c.authentic is None else int(c.authentic),
+                c.rule,
+                c.language,
+                c.code,
+                c.reference,
+                message.from_address,
+                message.subject[:500],
+                _iso(received),
+                _iso(now),
+                obs.source,
+                obs.folder,
+                obs.uid,
+                obs.uidvalidity,
+                decision.state_before.value if decision else None,
+                decision.state_after.value if decision else None,
             ),
-        )  # fmt: skip
+        )
         event = self._event(int(cur.lastrowid or 0))
         request = self.request(request_id, now=now) if request_id is not None else None
-        return Change(event=event, request=request, state_changed=before != after)
+        moved = decision is not None and decision.state_before != decision.state_after
+        return Change(event=event, request=request, state_changed=moved)
 
-    def _request_for(
-        self, platform: str, account: str, kind: Kind, outcome: Outcome, received: datetime,
-        now: datetime,
-    ) -> tuple[int, State]:
-        """The request a mail belongs to, created when nobody filed it; and its state."""
-        row = self._db.execute(
-            """SELECT id, state FROM requests WHERE platform = ? AND account = ? AND kind = ?
-               ORDER BY filed_at DESC, id DESC LIMIT 1""",
+    def _stored_requests(
+        self, platform: str, account: str, kind: Kind
+    ) -> list[lifecycle.StoredRequest]:
+        """The requests of one (platform, account, kind), newest first."""
+        rows = self._db.execute(
+            """SELECT id, state, filed_at, extended FROM requests
+               WHERE platform = ? AND account = ? AND kind = ?
+               ORDER BY filed_at DESC, id DESC""",
             (platform, account, kind.value),
-        ).fetchone()
-        if row is not None and not lifecycle.opens_new_request(State(row["state"]), outcome):
-            return int(row["id"]), State(row["state"])
-        # The first mail stands in for the filing date when the user did not record one.
-        filed = min(received, now)
-        cur = self._db.execute(
-            """INSERT INTO requests (platform, account, kind, state, filed_at, due_at, extended,
-                   created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'mail', ?)""",
-            (platform, account, kind.value, State.FILED.value, _iso(filed),
-             _iso(lifecycle.due_at(filed)), _iso(now)),
         )
-        return int(cur.lastrowid or 0), State.FILED
-
-    def _apply(self, request_id: int, state: State, *, extend: bool, now: datetime) -> None:
-        if extend:
-            row = self._db.execute(
-                "SELECT filed_at FROM requests WHERE id = ?", (request_id,)
-            ).fetchone()
-            due = lifecycle.due_at(_parse_iso(row["filed_at"]), extended=True)
-            self._db.execute(
-                "UPDATE requests SET extended = 1, due_at = ? WHERE id = ?",
-                (_iso(due), request_id),
+        return [
+            lifecycle.StoredRequest(
+                id=int(row["id"]),
+                state=State(row["state"]),
+                filed_at=_parse_iso(row["filed_at"]),
+                extended=bool(row["extended"]),
             )
+            for row in rows
+        ]
+
+    def _apply(
+        self,
+        decision: lifecycle.Decision | None,
+        platform: str,
+        account: str,
+        kind: Kind,
+        now: datetime,
+    ) -> int | None:
+        """Write what the lifecycle decided; the id of the request the mail belongs to."""
+        if decision is None:
+            return None
+        if decision.request_id is None:
+            cur = self._db.execute(
+                """INSERT INTO requests (platform, account, kind, state, filed_at, due_at,
+                       extended, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'mail', ?)""",
+                (
+                    platform,
+                    account,
+                    kind.value,
+                    decision.state_after.value,
+                    _iso(decision.filed_at),
+                    _iso(decision.due_at),
+                    int(decision.extended),
+                    _iso(now),
+                ),
+            )
+            return int(cur.lastrowid or 0)
         self._db.execute(
-            "UPDATE requests SET state = ?, updated_at = ? WHERE id = ?",
-            (state.value, _iso(now), request_id),
+            """UPDATE requests SET state = ?, due_at = ?, extended = ?, updated_at = ?
+               WHERE id = ?""",
+            (
+                decision.state_after.value,
+                _iso(decision.due_at),
+                int(decision.extended),
+                _iso(now),
+                decision.request_id,
+            ),
         )
+        return decision.request_id
 
     # -- requests the user manages ---------------------------------------------------------
 
@@ -404,8 +363,15 @@ class Ledger:
             cur = self._db.execute(
                 """INSERT INTO requests (platform, account, kind, state, filed_at, due_at,
                        extended, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'user', ?)""",
-                (platform, account.lower(), kind.value, State.FILED.value, _iso(filed_at),
-                 _iso(lifecycle.due_at(filed_at)), _iso(now)),
+                (
+                    platform,
+                    account.lower(),
+                    kind.value,
+                    State.FILED.value,
+                    _iso(filed_at),
+                    _iso(lifecycle.due_at(filed_at)),
+                    _iso(now),
+                ),
             )
         return self.request(int(cur.lastrowid or 0), now=now)
 
@@ -413,8 +379,7 @@ class Ledger:
         with self._transaction():
             cur = self._db.execute("DELETE FROM requests WHERE id = ?", (request_id,))
         if cur.rowcount == 0:
-            raise UsageError(f"there is no request {request_id}",
-                             hint="`optout-mail requests list` shows the ids")
+            raise UnknownRequest(request_id)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -430,8 +395,7 @@ class Ledger:
     def request(self, request_id: int, *, now: datetime) -> RequestView:
         row = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         if row is None:
-            raise UsageError(f"there is no request {request_id}",
-                             hint="`optout-mail requests list` shows the ids")
+            raise UnknownRequest(request_id)
         events = [
             _event_view(r)
             for r in self._db.execute(
@@ -463,9 +427,7 @@ class Ledger:
     # -- popups ------------------------------------------------------------------------------
 
     def popup_shown(self, key: str) -> bool:
-        return (
-            self._db.execute("SELECT 1 FROM popups WHERE key = ?", (key,)).fetchone() is not None
-        )
+        return self._db.execute("SELECT 1 FROM popups WHERE key = ?", (key,)).fetchone() is not None
 
     def mark_popup(self, key: str, *, delivered: bool, now: datetime) -> None:
         with self._transaction():
@@ -477,24 +439,42 @@ class Ledger:
 
 def _event_view(row: sqlite3.Row) -> EventView:
     authentic = row["authentic"]
+    before, after = row["state_before"], row["state_after"]
     return EventView(
-        id=row["id"], request_id=row["request_id"], message_id=row["message_id"],
-        outcome=row["outcome"], authentic=None if authentic is None else bool(authentic),
-        rule=row["rule"], language=row["language"], code=row["code"],
-        reference=row["reference"], sender=row["sender"], subject=row["subject"],
-        received_at=row["received_at"], recorded_at=row["recorded_at"], source=row["source"],
-        folder=row["folder"], uid=row["uid"], state_before=row["state_before"],
-        state_after=row["state_after"],
-    )  # fmt: skip
+        id=row["id"],
+        request_id=row["request_id"],
+        message_id=row["message_id"],
+        outcome=Outcome(row["outcome"]),
+        authentic=None if authentic is None else bool(authentic),
+        rule=row["rule"],
+        language=row["language"],
+        code=row["code"],
+        reference=row["reference"],
+        sender=row["sender"],
+        subject=row["subject"],
+        received_at=row["received_at"],
+        recorded_at=row["recorded_at"],
+        source=row["source"],
+        folder=row["folder"],
+        uid=row["uid"],
+        state_before=State(before) if before else None,
+        state_after=State(after) if after else None,
+    )
 
 
 def _request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> RequestView:
     state = State(row["state"])
     return RequestView(
-        id=row["id"], platform=row["platform"], account=row["account"], kind=row["kind"],
-        state=state.value, filed_at=row["filed_at"], due_at=row["due_at"],
-        extended=bool(row["extended"]), created_by=row["created_by"],
+        id=row["id"],
+        platform=row["platform"],
+        account=row["account"],
+        kind=Kind(row["kind"]),
+        state=state,
+        filed_at=row["filed_at"],
+        due_at=row["due_at"],
+        extended=bool(row["extended"]),
+        created_by=row["created_by"],
         updated_at=row["updated_at"],
         overdue=lifecycle.is_overdue(state, _parse_iso(row["due_at"]), now),
         events=tuple(events),
-    )  # fmt: skip
+    )

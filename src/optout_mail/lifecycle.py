@@ -1,15 +1,18 @@
-"""The request lifecycle as a table, and the legal clock (GDPR Art. 12(3)).
+"""The request lifecycle: which request a mail belongs to, what it changes, the legal clock.
 
-filed -> verifying (code) -> received -> honoured | rejected | needs_info. Pure functions of
-their arguments: the caller passes `now`; nothing here reads the clock or touches storage.
+filed -> verifying (code) -> received -> honoured | rejected | needs_info. `decide` is the one
+place that makes those choices; the ledger reads the rows, asks, and writes the answer. Pure
+functions of their arguments: the caller passes `now`; nothing here reads the clock or storage.
 """
 
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from optout_mail.model import Outcome, State
+from optout_mail.model import Classification, Outcome, State
 
 # (state, outcome) -> next state. A pair that is missing leaves the state as it is: the event
 # is still recorded as evidence, it just does not move the request.
@@ -70,3 +73,68 @@ def add_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """What the lifecycle needs to know of a request already in the ledger."""
+
+    id: int
+    state: State
+    filed_at: datetime
+    extended: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one mail does: which request it joins (None: a new one) and how that changes."""
+
+    request_id: int | None
+    state_before: State
+    state_after: State
+    filed_at: datetime
+    due_at: datetime
+    extended: bool
+
+    @property
+    def opens_request(self) -> bool:
+        return self.request_id is None
+
+
+def decide(
+    requests: Sequence[StoredRequest],
+    classification: Classification,
+    *,
+    sent_at: datetime | None,
+    now: datetime,
+) -> Decision | None:
+    """What a classified mail does to the requests of its (platform, account, kind).
+
+    `requests` are that key's requests, newest first. None when the mail touches no request
+    (an announcement, a mail that failed authentication, no outcome).
+    """
+    outcome = classification.outcome
+    if outcome is None or not changes_ledger(outcome, classification.authentic):
+        return None
+    extends = classification.extends_deadline
+    current = requests[0] if requests else None
+    if current is not None and not opens_new_request(current.state, outcome):
+        extended = current.extended or extends
+        return Decision(
+            request_id=current.id,
+            state_before=current.state,
+            state_after=next_state(current.state, outcome),
+            filed_at=current.filed_at,
+            due_at=due_at(current.filed_at, extended=extended),
+            extended=extended,
+        )
+    # Nobody recorded the filing: the first mail stands in for it.
+    filed = min(sent_at or now, now)
+    return Decision(
+        request_id=None,
+        state_before=State.FILED,
+        state_after=next_state(State.FILED, outcome),
+        filed_at=filed,
+        due_at=due_at(filed, extended=extends),
+        extended=extends,
+    )

@@ -1,6 +1,7 @@
 """Frozen value types that flow between the stages, and the vocabularies other tools rely on.
 
-RawMail (bytes + where it came from) -> Message (parsed) -> Classification (what it means).
+RawMail (bytes + where it came from) -> Message (parsed) -> Classification (what it means) ->
+Observation (to record) -> Change (what recording did, as the ledger's EventView/RequestView).
 Nothing here does I/O or reads the clock.
 """
 
@@ -56,6 +57,7 @@ def platform_name(platform: str) -> str:
 def request_label(platform: str, kind: str) -> str:
     """E.g. "Instagram objection", "Facebook third-party-information request"."""
     return f"{platform_name(platform)} {KIND_NAMES.get(kind, kind)}"
+
 
 KINDS = tuple(k.value for k in Kind)
 
@@ -180,3 +182,105 @@ class Batch:
     mails: Sequence[RawMail]
     cursor: Cursor | None = None
     filtered: int = 0  # new mails the server-side search ruled out (never downloaded)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A classified mail, ready to be recorded, with where it was found."""
+
+    message: Message
+    classification: Classification
+    source: str
+    account_address: str  # the user's address the request is about
+    folder: str | None = None
+    uid: int | None = None
+    uidvalidity: int | None = None
+
+
+@dataclass(frozen=True)
+class EventView:
+    """A recorded mail as the ledger keeps it: evidence, and what it did to its request."""
+
+    id: int
+    request_id: int | None
+    message_id: str
+    outcome: Outcome
+    authentic: bool | None
+    rule: str
+    language: str | None
+    code: str | None
+    reference: str | None
+    sender: str
+    subject: str
+    received_at: str | None  # ISO 8601, UTC: when Meta sent it
+    recorded_at: str
+    source: str
+    folder: str | None
+    uid: int | None
+    state_before: State | None
+    state_after: State | None
+
+    @property
+    def moved(self) -> bool:
+        return self.state_before != self.state_after
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "message_id": self.message_id,
+            "outcome": self.outcome.value,
+            "authentic": self.authentic,
+            "rule": self.rule,
+            "received_at": self.received_at,
+            "folder": self.folder,
+            "source": self.source,
+            "uid": self.uid,
+            "sender": self.sender,
+            "subject": self.subject,
+            "code": self.code,
+            "reference": self.reference,
+            "state_before": self.state_before.value if self.state_before else None,
+            "state_after": self.state_after.value if self.state_after else None,
+        }
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as the ledger keeps it, with its events in the order Meta sent them."""
+
+    id: int
+    platform: str
+    account: str
+    kind: Kind
+    state: State
+    filed_at: str  # ISO 8601, UTC
+    due_at: str
+    extended: bool
+    created_by: str  # "user" or "mail"
+    updated_at: str
+    overdue: bool
+    events: tuple[EventView, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "platform": self.platform,
+            "account": self.account,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "overdue": self.overdue,
+            "filed_at": self.filed_at,
+            "due_at": self.due_at,
+            "extended": self.extended,
+            "created_by": self.created_by,
+            "updated_at": self.updated_at,
+            "events": [e.as_json() for e in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something a recorded mail did that the user should hear about."""
+
+    event: EventView
+    request: RequestView | None  # None for a mail that changed nothing (e.g. not authentic)
+    state_changed: bool

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from optout_mail.desktop import Popup
-from optout_mail.ledger import Change, Ledger, RequestView
-from optout_mail.model import platform_name, request_label
+from optout_mail.ledger import Ledger
+from optout_mail.model import Change, Outcome, RequestView, platform_name, request_label
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,12 @@ def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
     what = request_label(request.platform, request.kind)
     who = request.account
     suffix = f"Request #{request.id} ({what} for {who})."
-    if event.outcome == "code":
+    if event.outcome is Outcome.CODE:
         if not show_codes or not event.code:
-            return Popup(title=f"Meta sent a one-time code for your {what}",
-                         body=f"Open the mail from {event.sender} to read it. {suffix}")
+            return Popup(
+                title=f"Meta sent a one-time code for your {what}",
+                body=f"Open the mail from {event.sender} to read it. {suffix}",
+            )
         return Popup(
             title=f"Your Meta code: {event.code}",
             body=f"Enter it in Meta's form to confirm your {what} ({who}).",
@@ -50,24 +52,24 @@ def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
         )
     if not change.state_changed:
         return None
-    if event.outcome == "honoured":
+    if event.outcome is Outcome.HONOURED:
         return Popup(
             title=f"{platform_name(request.platform)} honoured your objection ({who})",
             body=f"Meta says it will not use your information for AI training. {suffix}",
         )
-    if event.outcome == "rejected":
+    if event.outcome is Outcome.REJECTED:
         return Popup(
             title=f"Meta refused your {what} ({who})",
             body=f"{COMPLAINT_HINT} {suffix}",
             urgency="critical",
         )
-    if event.outcome == "needs_info":
+    if event.outcome is Outcome.NEEDS_INFO:
         return Popup(
             title=f"Meta wants more evidence for your {what}",
             body=f"Answer Meta's mail from {event.sender} with what it asks for. {suffix}",
             urgency="critical",
         )
-    if event.outcome == "received":
+    if event.outcome is Outcome.RECEIVED:
         return Popup(
             title=f"Meta received your {what} ({who})",
             body=f"It must answer by {request.due_at[:10]}. {suffix}",

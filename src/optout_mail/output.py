@@ -1,18 +1,108 @@
-"""How results look in a terminal: scan summaries, request tables, timelines (rich).
-
-Only presentation lives here; the JSON shapes belong to the values themselves (`as_json`).
+"""How results look in a terminal: classifications, explanations, rule tables, scan summaries,
+request tables and timelines (rich). All terminal rendering lives here; the JSON shapes belong
+to the values themselves (`as_json`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from optout_mail.ledger import Change, EventView, RequestView
-from optout_mail.model import platform_name, request_label
+from optout_mail.model import Change, EventView, RequestView, platform_name, request_label
 from optout_mail.pipeline import ScanSummary
+
+if TYPE_CHECKING:
+    from optout_mail.model import Classification
+    from optout_mail.rules import Explanation, RuleSet
+
+AUTHENTICITY = {True: "authentic", False: "NOT authentic", None: "authenticity unknown"}
+
+
+def describe_classification(where: str, result: Classification) -> str:
+    """One line: what a mail means, e.g. for `classify`."""
+    if result.outcome is None or result.kind is None:
+        why = f" ({result.notes[0]})" if result.notes else ""
+        return f"{where}: no match{why}"
+    parts = [
+        result.outcome.value,
+        f"{result.platform}",
+        result.kind.value,
+        AUTHENTICITY[result.authentic],
+        f"rule {result.rule} [{result.language}]",
+    ]
+    if result.code:
+        parts.insert(1, f"code {result.code}")
+    if result.reference:
+        parts.insert(1, f"reference {result.reference}")
+    line = f"{where}: " + ", ".join(parts)
+    if result.lookalike:
+        line += " -- the sender only looks like Meta: possible phishing"
+    return line
+
+
+def explanation_lines(explanation: Explanation) -> list[str]:
+    """What `classify --explain` prints below the classification."""
+    if explanation.pack is None:
+        return [f"  sender {explanation.sender or '(none)'}: no rule pack covers it"]
+    lines = [f"  sender {explanation.sender}: pack {explanation.pack}"]
+    for trace in explanation.traces:
+        mark = "MATCH  " if trace.matched else ("blocked" if trace.blocked_by else "no     ")
+        lines.append(f"  {mark} {trace.rule.id} (priority {trace.rule.priority})")
+        lines.extend(f"            {reason}" for reason in trace.reasons)
+    winner = explanation.classification.rule
+    if winner:
+        lines.append(f"  -> {winner} wins (highest priority among the matching rules)")
+    return lines
+
+
+def rules_check_lines(rule_set: RuleSet) -> list[str]:
+    """The report of `rules check`: counts per language, outcome and provenance."""
+    all_rules = rule_set.rules
+    lines = [f"{len(rule_set.packs)} pack(s), {len(all_rules)} rules, no problems found."]
+    for title, counter in (
+        ("language", Counter(r.language for r in all_rules)),
+        ("outcome", Counter(f"{r.kind.value}/{r.outcome.value}" for r in all_rules)),
+        ("provenance", Counter(r.source for r in all_rules)),
+    ):
+        counts = ", ".join(f"{key} {n}" for key, n in sorted(counter.items()))
+        lines.append(f"  by {title}: {counts}")
+    for pack in rule_set.packs:
+        lines.append(f"  pack {pack.id}: senders {', '.join(sorted(pack.senders))}")
+    return lines
+
+
+def rule_rows(rule_set: RuleSet) -> list[dict[str, object]]:
+    """Every rule as a flat dict, in the order rules are tried (`rules list [--json]`)."""
+    return [
+        {
+            "id": r.id,
+            "pack": pack.id,
+            "language": r.language,
+            "outcome": r.outcome.value,
+            "kind": r.kind.value,
+            "priority": r.priority,
+            "source": r.source,
+            "description": r.description,
+            "file": r.path,
+        }
+        for pack in rule_set.packs
+        for r in pack.rules
+    ]
+
+
+def print_rules(console: Console, rows: Sequence[dict[str, object]]) -> None:
+    table = Table("id", "lang", "outcome", "kind", "prio", "source", "description")
+    for row in rows:
+        table.add_row(
+            *(str(row[k]) for k in ("id", "language", "outcome", "kind", "priority", "source")),
+            str(row["description"]),
+        )
+    console.print(table)
+
 
 STATE_STYLE = {
     "honoured": "green", "rejected": "bold red", "needs_info": "yellow", "received": "cyan",
@@ -66,8 +156,10 @@ def print_scan(console: Console, summary: ScanSummary, requests: Sequence[Reques
             console.print(f"  {describe_change(change)}", highlight=False)
     quiet = len(summary.changes) - len(worth_saying)
     if quiet:
-        console.print(f"  ({quiet} more mail(s) recorded that changed no request: "
-                      "announcements, repeats; `requests show ID` lists them)")
+        console.print(
+            f"  ({quiet} more mail(s) recorded that changed no request: "
+            "announcements, repeats; `requests show ID` lists them)"
+        )
     if not summary.changes and not summary.dry_run:
         console.print("Nothing new.")
     if requests:
@@ -94,7 +186,8 @@ def print_requests(console: Console, requests: Sequence[RequestView]) -> None:
 def print_request(console: Console, request: RequestView) -> None:
     console.print(
         f"[bold]Request #{request.id}[/]: {request_label(request.platform, request.kind)} "
-        f"for {request.account}", highlight=False
+        f"for {request.account}",
+        highlight=False,
     )
     console.print(f"  state      {request.state}{'  (OVERDUE)' if request.overdue else ''}")
     console.print(f"  filed      {request.filed_at}  ({request.created_by})")
@@ -108,7 +201,7 @@ def print_request(console: Console, request: RequestView) -> None:
 
 
 def _event_line(event: EventView) -> str:
-    auth = {True: "authentic", False: "NOT authentic", None: "authenticity unknown"}
+    auth = AUTHENTICITY
     move = (
         f"{event.state_before} -> {event.state_after}"
         if event.state_before != event.state_after

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from optout_mail.ledger import Change, Ledger, Observation, dedupe_key
-from optout_mail.model import Batch, Cursor, RawMail
+from optout_mail.ledger import Ledger, dedupe_key
+from optout_mail.model import Batch, Change, Cursor, Observation, RawMail
 from optout_mail.parse import parse
 from optout_mail.rules import RuleSet, classify
 
@@ -84,9 +84,9 @@ class ScanSummary:
                     "request": c.request.id if c.request else None,
                     "platform": c.request.platform if c.request else None,
                     "account": c.request.account if c.request else None,
-                    "state": c.request.state if c.request else None,
+                    "state": c.request.state.value if c.request else None,
                     "state_changed": c.state_changed,
-                    "outcome": c.event.outcome,
+                    "outcome": c.event.outcome.value,
                     "authentic": c.event.authentic,
                     "message_id": c.event.message_id,
                     "code": c.event.code,
