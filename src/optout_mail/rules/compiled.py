@@ -1,0 +1,113 @@
+"""The compiled, frozen form of the rule packs: what `load` builds and `match` runs.
+
+Condition, Guard, Rule, Pack and RuleSet hold compiled patterns and their prefilter
+literals; a Pack also answers which platform a sender domain speaks for, or imitates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from optout_mail.model import Kind, Outcome
+from optout_mail.rules.authenticity import lookalike_word
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str  # subject | body | text
+    mode: str  # all | any | none
+    patterns: tuple[re.Pattern[str], ...]
+    # per pattern: strings of which a match must contain one (see `required_literal`)
+    literals: tuple[tuple[str, ...] | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Guard:
+    name: str
+    description: str
+    patterns: tuple[tuple[str, re.Pattern[str], tuple[str, ...] | None], ...]  # field, re, needles
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    outcome: Outcome
+    kind: Kind
+    priority: int
+    language: str
+    source: str
+    source_note: str
+    platform: str | None
+    senders: tuple[str, ...]
+    unless: tuple[str, ...]
+    requires: tuple[str, ...]
+    extends_deadline: bool
+    conditions: tuple[Condition, ...]
+    extract_code: tuple[re.Pattern[str], ...]
+    extract_reference: tuple[re.Pattern[str], ...]
+    path: str
+    # strings of which the mail must contain one for the rule to have any chance: a fast skip
+    gate: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    description: str
+    path: str
+    senders: dict[str, str]  # domain -> platform
+    lookalike_words: tuple[str, ...]
+    guards: dict[str, Guard]
+    rules: tuple[Rule, ...]  # sorted: highest priority first, then id
+
+    def sender_platform(self, domain: str) -> str | None:
+        """The platform of a sender domain when the pack covers it (longest suffix wins)."""
+        best: tuple[int, str] | None = None
+        for sender, platform in self.senders.items():
+            if (domain == sender or domain.endswith("." + sender)) and (
+                best is None or len(sender) > best[0]
+            ):
+                best = (len(sender), platform)
+        return best[1] if best else None
+
+    def lookalike_platform(self, domain: str) -> str | None:
+        """The platform a non-Meta domain imitates, or None when it does not look like Meta."""
+        if not domain or self.sender_platform(domain) is not None:
+            return None
+        word = lookalike_word(domain, self.lookalike_words)
+        return None if word is None else self._platform_of_word(word)
+
+    def _platform_of_word(self, word: str) -> str:
+        for sender, platform in sorted(self.senders.items()):
+            if word in sender.split("."):
+                return platform
+        for sender, platform in sorted(self.senders.items()):
+            if word in sender:
+                return platform
+        return next(iter(self.senders.values()))
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    packs: tuple[Pack, ...]
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(rule for pack in self.packs for rule in pack.rules)
+
+    def lookalike_words(self) -> tuple[str, ...]:
+        return tuple(sorted({w for pack in self.packs for w in pack.lookalike_words}))
+
+    def sender_domains(self) -> tuple[str, ...]:
+        """Every pack's sender domains, sorted: the server-side search terms."""
+        return tuple(sorted({d for pack in self.packs for d in pack.senders}))
+
+
+def iter_rules(rule_set: RuleSet) -> Iterator[tuple[Pack, Rule]]:
+    """Every rule of the set with its pack, in pack order and then rule order."""
+    for pack in rule_set.packs:
+        for rule in pack.rules:
+            yield pack, rule
