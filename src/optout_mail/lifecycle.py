@@ -50,7 +50,11 @@ def changes_ledger(outcome: Outcome | None, authentic: bool | None) -> bool:
     Announcements are not answers, and a mail that failed authentication (or came from a
     lookalike domain) is kept as evidence but never moves a request.
     """
-    return outcome is not None and outcome is not Outcome.NOTICE and authentic is not False
+    return (
+        outcome is not None
+        and outcome not in (Outcome.NOTICE, Outcome.UNCLEAR)
+        and authentic is not False
+    )
 
 
 def opens_new_request(current: State, outcome: Outcome) -> bool:

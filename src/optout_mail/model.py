@@ -22,6 +22,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # Meta refuses or will take no further action
     NEEDS_INFO = "needs_info"  # Meta asks for more information or evidence
     NOTICE = "notice"  # an announcement about AI training, not an answer
+    # Meta wrote about the request, but no rule can read the answer with confidence (or two
+    # answers compete): recorded and shown to the user, it moves no state.
+    UNCLEAR = "unclear"
 
 
 class Kind(StrEnum):
@@ -117,6 +120,7 @@ class Message:
     subject: str
     date: datetime | None  # timezone-aware UTC
     text: str  # plain text, or text made from the HTML part
+    html: str = ""  # the raw HTML part when there is a plain part too (read only when needed)
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
     auth: AuthResults | None = None

@@ -17,6 +17,7 @@ from email.header import decode_header, make_header
 from email.message import Message as StdMessage
 from typing import Any
 
+from optout_mail.htmltext import html_to_text
 from optout_mail.model import AuthResults, AuthVerdict, Message, RawMail
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 # Meta's replies are a few kilobytes. Larger mails are cut before parsing so that a 20 MB
 # attachment costs neither seconds nor hundreds of megabytes; the text we need comes first.
 MAX_PARSE_BYTES = 1 << 20
-MAX_HTML_CHARS = 256 * 1024
 MAX_TEXT_CHARS = 128 * 1024
 # The stdlib MIME parser checks every line against every open boundary: time grows with depth
 # times lines. Meta's mails have two or three parts; a mail with hundreds is not one of them.
@@ -64,8 +64,9 @@ def _parse_with_mailparser(data: bytes, defects: list[str]) -> Message:
         subject = subject[0] if subject else ""
     from_name, from_address = _first_address(mail.from_, std.get("From"))
     text = "\n".join(part for part in mail.text_plain if part.strip())
-    if not text.strip() and mail.text_html:
-        text = html_to_text("\n".join(mail.text_html))
+    html = "\n".join(mail.text_html)[:MAX_TEXT_CHARS * 2] if mail.text_html else ""
+    if not text.strip() and html:
+        text, html = html_to_text(html), ""
     return Message(
         message_id=_message_id(std.get("Message-ID"), data),
         from_address=from_address,
@@ -74,6 +75,7 @@ def _parse_with_mailparser(data: bytes, defects: list[str]) -> Message:
         subject=_one_line(str(subject or "")),
         date=_utc(mail.date),
         text=text[:MAX_TEXT_CHARS],
+        html=html,
         in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
         references=tuple(_header_text(std.get("References")).split()),
         auth=parse_auth_results(_header_text(std.get("Authentication-Results"))),
@@ -133,17 +135,6 @@ def parse_auth_results(value: str) -> AuthResults | None:
                         domain=domain)
         )
     return AuthResults(authserv_id=str(header.authserv_id or ""), verdicts=tuple(verdicts))
-
-
-def html_to_text(html: str) -> str:
-    """Readable text from an HTML body: block elements become line breaks, scripts vanish."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html[:MAX_HTML_CHARS], "html.parser")
-    for tag in soup(["script", "style", "head", "title"]):
-        tag.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def _first_address(parsed: list[Any], raw_header: object) -> tuple[str, str]:

@@ -8,8 +8,9 @@ the subject and body. Everything here is pure: files are read once by `load_rule
 from optout_mail.rules.authenticity import authenticity
 from optout_mail.rules.compiled import Condition, Guard, Pack, Rule, RuleSet, iter_rules
 from optout_mail.rules.load import bundled_rules_dir, load_rule_set, pack_dirs
-from optout_mail.rules.match import Explanation, RuleTrace, classify, explain, normalise
+from optout_mail.rules.match import Explanation, RuleTrace, classify, explain
 from optout_mail.rules.prefilter import required_literal
+from optout_mail.rules.text import normalise
 
 __all__ = [
     "Condition",

@@ -1,14 +1,14 @@
 """The compiled, frozen form of the rule packs: what `load` builds and `match` runs.
 
-Condition, Guard, Rule, Pack and RuleSet hold compiled patterns and their prefilter
-literals; a Pack also answers which platform a sender domain speaks for, or imitates.
+Condition, TermSet, Clause, Guard, Rule, Pack and RuleSet hold compiled patterns and their
+prefilter literals; a Pack also answers which platform a sender domain speaks for, or imitates.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from optout_mail.model import Kind, Outcome
 from optout_mail.rules.authenticity import lookalike_word
@@ -21,6 +21,33 @@ class Condition:
     patterns: tuple[re.Pattern[str], ...]
     # per pattern: strings of which a match must contain one (see `required_literal`)
     literals: tuple[tuple[str, ...] | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class TermSet:
+    """A named lexicon set of one language, e.g. "accept": honour, accept, approve, grant …"""
+
+    name: str
+    language: str
+    terms: tuple[str, ...]
+    pattern: re.Pattern[str]  # any term, at a word start, over folded text
+    needles: tuple[str, ...] | None  # plain strings one of which every hit contains
+
+
+@dataclass(frozen=True)
+class Clause:
+    """Lexicon sets that must meet (in one sentence, or anywhere in the mail)."""
+
+    all: tuple[tuple[str, ...], ...] = ()  # each entry: one set, or alternatives joined by |
+    any: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.all or self.any or self.none)
+
+    def names(self) -> tuple[str, ...]:
+        return (*(n for alt in self.all for n in alt), *self.any, *self.none)
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,11 @@ class Rule:
     path: str
     # strings of which the mail must contain one for the rule to have any chance: a fast skip
     gate: tuple[str, ...] | None = None
+    sentence: tuple[Clause, ...] = ()  # one of them must hold within one sentence
+    mail: Clause = Clause()  # holds over all of Meta's own words
+    code_near: str | None = None
+    reference_near: str | None = None
+    lexicon_gate: tuple[str, ...] | None = None  # like `gate`, over the folded own words
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,7 @@ class Pack:
     lookalike_words: tuple[str, ...]
     guards: dict[str, Guard]
     rules: tuple[Rule, ...]  # sorted: highest priority first, then id
+    lexicons: dict[str, dict[str, TermSet]] = field(default_factory=dict)  # language -> sets
 
     def sender_platform(self, domain: str) -> str | None:
         """The platform of a sender domain when the pack covers it (longest suffix wins)."""

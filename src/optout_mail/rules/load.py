@@ -15,9 +15,30 @@ from pydantic import ValidationError
 
 from optout_mail.errors import RuleError
 from optout_mail.model import Outcome
-from optout_mail.rules.compiled import Condition, Guard, Pack, Rule, RuleSet
+from optout_mail.rules.compiled import Clause, Condition, Guard, Pack, Rule, RuleSet, TermSet
+from optout_mail.rules.lexicon import clause_from, clause_gate, compile_lexicon
 from optout_mail.rules.prefilter import gate, required_literal
-from optout_mail.rules.schema import ConditionSpec, GuardSpec, PackFileSpec, RuleFileSpec, RuleSpec
+from optout_mail.rules.schema import (
+    ClauseSpec,
+    ConditionSpec,
+    GuardSpec,
+    PackFileSpec,
+    RuleFileSpec,
+    RuleSpec,
+)
+
+# Outcomes that answer a request (or say Meta wrote about it): the pack's `never_an_answer`
+# guards veto them all.
+ANSWERS = frozenset(
+    {
+        Outcome.CODE,
+        Outcome.RECEIVED,
+        Outcome.HONOURED,
+        Outcome.REJECTED,
+        Outcome.NEEDS_INFO,
+        Outcome.UNCLEAR,
+    }
+)
 
 _FLAGS = re.IGNORECASE | re.UNICODE
 _FIELDS = ("subject", "body", "text")
@@ -110,13 +131,31 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
     guard_patterns: dict[str, list[tuple[str, re.Pattern[str], tuple[str, ...] | None]]] = {}
     guard_text: dict[str, str] = {}
     _add_guards(pack_path, spec.guards, guard_patterns, guard_text, problems)
+    files: list[tuple[Path, RuleFileSpec]] = []
+    for path in sorted(directory.glob("*.toml")):
+        if path.name != "pack.toml" and (file_spec := _read_rule_file(path, problems)):
+            files.append((path, file_spec))
+            _add_guards(path, file_spec.guards, guard_patterns, guard_text, problems)
+    lexicons: dict[str, dict[str, TermSet]] = {}
+    for language in sorted({f.language for _p, f in files}):
+        layers = [spec.lexicon, *(f.lexicon for _p, f in files if f.language == language)]
+        lexicons[language] = compile_lexicon(
+            language, layers, f"{directory} [{language}]", problems
+        )
     rules: list[Rule] = []
     guard_refs: list[tuple[Path, str, list[str]]] = []
-    for path in sorted(directory.glob("*.toml")):
-        if path.name != "pack.toml":
-            spec_guards, file_rules = _load_rule_file(path, senders, guard_refs, problems)
-            _add_guards(path, spec_guards, guard_patterns, guard_text, problems)
-            rules.extend(file_rules)
+    for path, file_spec in files:
+        rules.extend(
+            _compile_rules(
+                path,
+                file_spec,
+                senders,
+                lexicons[file_spec.language],
+                spec.pack.never_an_answer,
+                guard_refs,
+                problems,
+            )
+        )
     guards = {
         name: Guard(name=name, description=guard_text.get(name, ""), patterns=tuple(patterns))
         for name, patterns in guard_patterns.items()
@@ -136,23 +175,30 @@ def _load_pack(directory: Path, problems: list[str]) -> Pack | None:
         lookalike_words=tuple(w.lower() for w in spec.lookalike.words),
         guards=guards,
         rules=tuple(rules),
+        lexicons=lexicons,
     )
 
 
-def _load_rule_file(
-    path: Path,
-    senders: dict[str, str],
-    guard_refs: list[tuple[Path, str, list[str]]],
-    problems: list[str],
-) -> tuple[dict[str, GuardSpec], list[Rule]]:
+def _read_rule_file(path: Path, problems: list[str]) -> RuleFileSpec | None:
     raw_file = _read_toml(path, problems)
     if raw_file is None:
-        return {}, []
+        return None
     try:
-        file_spec = RuleFileSpec.model_validate(raw_file)
+        return RuleFileSpec.model_validate(raw_file)
     except ValidationError as exc:
         problems.extend(_validation_problems(path, raw_file, exc))
-        return {}, []
+        return None
+
+
+def _compile_rules(
+    path: Path,
+    file_spec: RuleFileSpec,
+    senders: dict[str, str],
+    lexicon: dict[str, TermSet],
+    never_an_answer: list[str],
+    guard_refs: list[tuple[Path, str, list[str]]],
+    problems: list[str],
+) -> list[Rule]:
     rules = []
     for index, raw_rule in enumerate(file_spec.rule):
         # Each rule on its own, so that one broken rule does not hide the others' problems.
@@ -161,11 +207,14 @@ def _load_rule_file(
         except ValidationError as exc:
             problems.extend(_validation_problems(path, {"rule": file_spec.rule}, exc, index))
             continue
+        if rule_spec.outcome in ANSWERS:
+            extra = [g for g in never_an_answer if g not in rule_spec.unless]
+            rule_spec = rule_spec.model_copy(update={"unless": [*rule_spec.unless, *extra]})
         guard_refs.append((path, rule_spec.id, [*rule_spec.unless, *rule_spec.requires]))
-        rule = _compile_rule(path, file_spec.language, rule_spec, senders, problems)
+        rule = _compile_rule(path, file_spec.language, rule_spec, senders, lexicon, problems)
         if rule is not None:
             rules.append(rule)
-    return file_spec.guards, rules
+    return rules
 
 
 def _add_guards(
@@ -195,7 +244,12 @@ def _compile(source: str, where: str, problems: list[str]) -> re.Pattern[str] | 
 
 
 def _compile_rule(
-    path: Path, language: str, spec: RuleSpec, senders: dict[str, str], problems: list[str]
+    path: Path,
+    language: str,
+    spec: RuleSpec,
+    senders: dict[str, str],
+    lexicon: dict[str, TermSet],
+    problems: list[str],
 ) -> Rule | None:
     where = f"{path}: rule {spec.id}"
     before = len(problems)
@@ -215,15 +269,23 @@ def _compile_rule(
                         literals=tuple(required_literal(p) for p in patterns),
                     )
                 )
-    if not any(c.mode in ("all", "any") for c in conditions) and not spec.requires:
-        problems.append(f"{where}: needs at least one `all` or `any` pattern")
+    sentence = tuple(_clause(c) for c in spec.sentence)
+    mail = _clause(spec.mail)
+    problems.extend(_unknown_sets(where, language, spec, (*sentence, mail), lexicon))
+    positive = any(c.mode in ("all", "any") for c in conditions) or any(
+        c.all or c.any for c in (*sentence, mail)
+    )
+    if not positive and not spec.requires:
+        problems.append(f"{where}: needs at least one `all` or `any` pattern or lexicon set")
     extract_code = tuple(p for s in spec.extract.code if (p := _compile(s, where, problems)))
     extract_ref = tuple(p for s in spec.extract.reference if (p := _compile(s, where, problems)))
     all_patterns = [p for c in conditions if c.mode != "none" for p in c.patterns]
-    if spec.outcome is Outcome.CODE and not any(
-        "code" in p.groupindex for p in all_patterns + list(extract_code)
+    if (
+        spec.outcome is Outcome.CODE
+        and spec.extract.code_near is None
+        and not any("code" in p.groupindex for p in all_patterns + list(extract_code))
     ):
-        problems.append(f"{where}: outcome 'code' needs a (?P<code>...) group to extract the code")
+        problems.append(f"{where}: outcome 'code' needs extract.code_near or a (?P<code>...) group")
     for domain in spec.sender:
         if not any(domain == d or domain.endswith("." + d) for d in senders):
             problems.append(f"{where}: sender {domain!r} is not one of the pack's senders")
@@ -250,7 +312,34 @@ def _compile_rule(
         extract_reference=extract_ref,
         path=str(path),
         gate=gate(conditions),
+        sentence=sentence,
+        mail=mail,
+        code_near=spec.extract.code_near,
+        reference_near=spec.extract.reference_near,
+        lexicon_gate=clause_gate((*sentence, *([mail] if mail.all else [])), lexicon)
+        if sentence or mail.all
+        else None,
     )
+
+
+def _unknown_sets(
+    where: str,
+    language: str,
+    spec: RuleSpec,
+    clauses: tuple[Clause, ...],
+    lexicon: dict[str, TermSet],
+) -> list[str]:
+    names = [n for clause in clauses for n in clause.names()]
+    names += [n for n in (spec.extract.code_near, spec.extract.reference_near) if n is not None]
+    return [
+        f"{where}: no lexicon set {name!r} in language {language!r}"
+        for name in dict.fromkeys(names)
+        if name not in lexicon
+    ]
+
+
+def _clause(spec: ClauseSpec) -> Clause:
+    return clause_from(spec.all, spec.any, spec.none)
 
 
 def _lint_rule_set(packs: list[Pack]) -> list[str]:

@@ -44,6 +44,28 @@ class GuardSpec(_Strict):
 class ExtractSpec(_Strict):
     code: Patterns = Field(default_factory=list)
     reference: Patterns = Field(default_factory=list)
+    # Lexicon sets near which the built-in extractors look: the digits of a one-time code
+    # (6 to 8, possibly split by one space or hyphen), or a case/reference number.
+    code_near: str | None = None
+    reference_near: str | None = None
+
+
+def _as_clauses(value: object) -> object:
+    return [value] if isinstance(value, dict) else value
+
+
+class ClauseSpec(_Strict):
+    """Lexicon sets that must (`all`, `any`) or must not (`none`) occur together.
+
+    An entry names a set of the rule file's lexicon, or several joined by `|` (either set).
+    """
+
+    all: Patterns = Field(default_factory=list)
+    any: Patterns = Field(default_factory=list)
+    none: Patterns = Field(default_factory=list)
+
+
+Clauses = Annotated[list[ClauseSpec], BeforeValidator(_as_clauses)]
 
 
 class RuleSpec(_Strict):
@@ -62,11 +84,19 @@ class RuleSpec(_Strict):
     subject: ConditionSpec = ConditionSpec()
     body: ConditionSpec = ConditionSpec()
     text: ConditionSpec = ConditionSpec()
+    # Lexicon conditions on Meta's own words: one clause of `sentence` must hold within a
+    # single sentence (or the subject); `mail` holds anywhere in the mail.
+    sentence: Clauses = Field(default_factory=list)
+    mail: ClauseSpec = ClauseSpec()
     extract: ExtractSpec = ExtractSpec()
+
+
+Lexicon = dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Patterns]
 
 
 class RuleFileSpec(_Strict):
     language: Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")]
+    lexicon: Lexicon = Field(default_factory=dict)
     guards: dict[str, GuardSpec] = Field(default_factory=dict)
     rule: list[dict[str, object]] = Field(default_factory=list)  # validated one by one
 
@@ -74,6 +104,9 @@ class RuleFileSpec(_Strict):
 class PackInfoSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
     description: str = ""
+    # Guards that veto every answer (and `unclear`): mails that are never Meta answering a
+    # request, e.g. social notifications quoting other people, log-in codes, announcements.
+    never_an_answer: list[str] = Field(default_factory=list)
 
 
 class LookalikeSpec(_Strict):
@@ -84,4 +117,5 @@ class PackFileSpec(_Strict):
     pack: PackInfoSpec
     senders: dict[str, str] = Field(min_length=1)
     lookalike: LookalikeSpec = LookalikeSpec()
+    lexicon: Lexicon = Field(default_factory=dict)  # sets every language file can use
     guards: dict[str, GuardSpec] = Field(default_factory=dict)

@@ -1,0 +1,115 @@
+"""The text rules read: folded for matching, cut into sentences, Meta's own words kept apart.
+
+`fold` makes matching forgiving (NFKC, casefold, accents off, plain quotes, one space);
+`split_own_words` sets quoted replies and forwarded mails aside; `sentences` cuts what remains
+where a person would stop reading: at line breaks and at the end of a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_TYPOGRAPHY = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u02bc": "'",
+        "\u00b4": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2039": '"',
+        "\u203a": '"',
+        "\u00ad": None,
+        "\u200b": None,
+        "\u200c": None,
+        "\u200d": None,
+        "\u2060": None,
+        "\ufeff": None,
+    }
+)
+# Letters that NFKD does not take apart but people type without the diacritic anyway.
+_PLAIN_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ı": "i", "æ": "ae", "œ": "oe"})
+
+
+def normalise(text: str) -> str:
+    """NFC, plain quotes, one space for any run of whitespace (the text regex rules see)."""
+    return " ".join(unicodedata.normalize("NFC", text).translate(_TYPOGRAPHY).split())
+
+
+def fold(text: str) -> str:
+    """Text for lexicon matching: NFKC, case-folded, accents and typography off, one space."""
+    folded = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).casefold()
+    decomposed = unicodedata.normalize("NFKD", folded)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.translate(_PLAIN_LETTERS).split())
+
+
+# A line that starts a quoted or forwarded mail, in the languages of the packs and as the common
+# mail programs write it. Everything from such a line on is somebody else's text.
+_QUOTE_START = re.compile(
+    r"""^\s*(?:
+        -{2,}\s*(?:forwarded\ message|original\ message|weitergeleitete\ nachricht
+            |urspr[uü]ngliche\ nachricht|message\ transf[eé]r[eé]|message\ d'origine
+            |mensaje\ (?:reenviado|original)|messaggio\ (?:inoltrato|originale)
+            |doorgestuurd\ bericht|oorspronkelijk\ bericht
+            |wiadomo[sś][cć]\ (?:przekazana|oryginalna)
+            |mensagem\ (?:encaminhada|original)|vidarebefordrat\ meddelande
+            |ursprungligt\ meddelande)\s*-*
+        |begin\ forwarded\ message
+        |(?:on|am|le|el|il|op|em|den|w\ dniu|dnia)\b.{4,200}?
+            (?:wrote|schrieb|a\ [eé]crit|escribi[oó]|ha\ scritto|schreef|escreveu|skrev|napisa[lł])
+            \s*:\s*$
+        |(?:from|von|de|da|van|od|fr[aå]n)\s*:\s.+\s(?:sent|gesendet|envoy[eé]|enviado|inviato
+            |verzonden|wys[lł]ano|skickat)\s*:
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_HEADER_BLOCK = re.compile(r"^\s*(?:from|von|de|da|van|od|fr[aå]n)\s*:\s*\S", re.IGNORECASE)
+_SENT_LINE = re.compile(
+    r"^\s*(?:sent|date|gesendet|datum|envoy[eé]|enviado|fecha|inviato|data|verzonden|wys[lł]ano"
+    r"|skickat)\s*:",
+    re.IGNORECASE,
+)
+
+
+def split_own_words(text: str) -> tuple[str, str]:
+    """(the sender's own words, the quoted and forwarded rest) of a plain-text body."""
+    own: list[str] = []
+    quoted: list[str] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(">"):
+            quoted.append(line)
+            continue
+        if _QUOTE_START.match(line) or _starts_header_block(lines, index):
+            quoted.extend(lines[index:])
+            break
+        own.append(line)
+    return "\n".join(own), "\n".join(quoted)
+
+
+def _starts_header_block(lines: list[str], index: int) -> bool:
+    """An Outlook-style quoted header: "From: …" followed within two lines by "Sent: …"."""
+    if not _HEADER_BLOCK.match(lines[index]):
+        return False
+    return any(_SENT_LINE.match(line) for line in lines[index + 1 : index + 3])
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s+[-–—•|]\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of `text` (already folded or not): cut at line breaks and sentence ends."""
+    out: list[str] = []
+    for line in text.splitlines():
+        for part in _SENTENCE_END.split(line):
+            part = part.strip()
+            if part:
+                out.append(part)
+    return out
