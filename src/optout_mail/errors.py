@@ -1,13 +1,13 @@
 """The exception tree of optout-mail; user-facing errors carry the problems and a hint.
 
-    OptoutError                 base of everything raised on purpose
-    ├── ConfigError             bad or missing configuration (exit 78); lists every problem
-    ├── RuleError               a rule pack that does not load or lint (exit 78)
-    ├── SourceError             a mailbox that cannot be read (exit 1)
-    │   ├── AuthError           the server refused the credentials
-    │   └── ConnectionLost      network or server trouble worth retrying
-    ├── LedgerError             the ledger cannot be opened or written (exit 1)
-    └── UsageError              a command used the wrong way (exit 2)
+OptoutError                 base of everything raised on purpose
+├── ConfigError             bad or missing configuration (exit 78); lists every problem
+├── RuleError               a rule pack that does not load or lint (exit 78)
+├── SourceError             a mailbox that cannot be read (exit 1)
+│   ├── AuthError           the server refused the credentials
+│   └── ConnectionLost      network or server trouble worth retrying
+├── LedgerError             the ledger cannot be opened or written (exit 1)
+└── UsageError              a command used the wrong way (exit 2)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class AuthError(SourceError):
 
 
 class ConnectionLost(SourceError):
-    """The connection failed or dropped; trying again later may work."""
+    """The connection failed or dropped (BYE, EOF, a silent socket); trying again may work."""
 
 
 class LedgerError(OptoutError):
