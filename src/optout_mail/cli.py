@@ -273,28 +273,20 @@ def scan(
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
     A mail is recorded once, however often it is seen.
     """
-    from optout_mail.ledger import Ledger
-    from optout_mail.pipeline import ScanSummary, run_source
+    from optout_mail import wiring
+    from optout_mail.pipeline import run_sources
 
     settings = state.settings()
     rule_set = state.rules()
-    sources = _sources(settings, rule_set, source_path, account_names)
-    summary = ScanSummary(dry_run=dry_run)
-    with Ledger(settings.ledger_path) as ledger:
-        notifier = None
-        if notify or (notify is None and source_path is None):
-            notifier = _notifier(settings, ledger) if not dry_run else None
-        failures: list[SourceError] = []
-        for source in sources:
-            try:
-                run_source(source, rules=rule_set, ledger=ledger, clock=_now,
-                           notifier=notifier, dry_run=dry_run, summary=summary)
-            except SourceError as exc:
-                failures.append(exc)
-            summary.problems.extend(getattr(source, "problems", []))
+    sources = wiring.scan_sources(settings, rule_set, source_path, account_names)
+    notify = not dry_run and (notify or (notify is None and source_path is None))
+    with wiring.open_ledger(settings, clock=_now, notify=notify) as (ledger, notifier):
+        summary = run_sources(
+            sources, rules=rule_set, ledger=ledger, clock=_now, notifier=notifier, dry_run=dry_run
+        )
         requests = ledger.requests(now=_now())
-    if failures and len(sources) == 1 and not summary.folders:
-        raise failures[0]  # nothing was scanned: the error alone says it all
+    if summary.failures and summary.sources == 1 and not summary.folders:
+        raise summary.failures[0].error  # nothing was scanned: the error alone says it all
     if as_json:
         click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
     else:
@@ -303,48 +295,9 @@ def scan(
         from optout_mail.output import print_scan
 
         print_scan(Console(), summary, requests)
-    if len(failures) == 1 and len(sources) == 1:
-        raise failures[0]
-    if failures:
-        raise SourceError(
-            f"{len(failures)} of {len(sources)} accounts could not be scanned",
-            problems=[f.message + (f" ({f.hint})" if f.hint else "") for f in failures],
-        )
-
-
-def _sources(
-    settings: Settings, rule_set: RuleSet, source_path: Path | None, names: tuple[str, ...]
-) -> list[Any]:
-    if source_path is not None:
-        from optout_mail.sources.local import LocalSource
-
-        return [LocalSource(source_path)]
-    if not settings.accounts:
-        raise ConfigError(
-            "no accounts are configured",
-            hint="add an [accounts.NAME] table to the config (see the README), or scan local "
-            "mail with --source PATH",
-        )
-    unknown = [n for n in names if n not in settings.accounts]
-    if unknown:
-        raise UsageError(f"no account named {unknown[0]!r}",
-                         hint=f"configured accounts: {', '.join(sorted(settings.accounts))}")
-    from optout_mail.sources.imap import IMAPSource
-
-    return [
-        IMAPSource(name, account, sender_domains=rule_set.sender_domains(),
-                   search_words=rule_set.lookalike_words())
-        for name, account in sorted(settings.accounts.items())
-        if not names or name in names
-    ]
-
-
-def _notifier(settings: Settings, ledger: Any) -> Any:
-    if not settings.notifications.enabled:
-        return None
-    from optout_mail.notify import PopupNotifier
-
-    return PopupNotifier(ledger, show_codes=settings.notifications.show_codes, clock=_now)
+    error = summary.error()
+    if error is not None:
+        raise error
 
 
 def _now() -> datetime:
