@@ -98,11 +98,13 @@ def connection_error(name: str, account: Account, exc: BaseException) -> SourceE
 
 
 def logout(client: IMAPClient, host: str) -> None:
-    """LOGOUT, quietly: the connection may already be gone, and there is nothing to save."""
+    """LOGOUT, quietly: the connection may already be gone, and there is nothing to save.
+    A connection that cannot log out is closed, so that its socket is not left to the GC."""
     try:
         client.logout()
     except Exception:
         log.debug("logout from %s failed", host, exc_info=True)
+        shutdown(client)
 
 
 def shutdown(client: IMAPClient) -> None:
