@@ -81,8 +81,7 @@ pass_state = click.make_pass_decorator(_State)
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="OPTOUT_MAIL_CONFIG",
-    help="Config file (TOML). Default: ~/.config/optout-mail/config.toml. "
-    "Env: OPTOUT_MAIL_CONFIG.",
+    help="Config file (TOML). Default: ~/.config/optout-mail/config.toml. Env: OPTOUT_MAIL_CONFIG.",
 )
 @click.option("-v", "--verbose", count=True, help="Say more (-vv: debug, with tracebacks).")
 @click.version_option(__version__, "--version", prog_name="optout-mail")
@@ -255,17 +254,29 @@ def rules_list(state: _State, as_json: bool) -> None:
     help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
     "(no config needed).",
 )  # fmt: skip
-@click.option("--account", "account_names", multiple=True, metavar="NAME",
-              help="Scan only this account (repeatable).")
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="Scan only this account (repeatable).",
+)
 @click.option("--dry-run", is_flag=True, help="Classify and count, but write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
-@click.option("--notify/--no-notify", default=None,
-              help="Pop up what changed. Default: on for accounts (when notifications are "
-              "enabled), off for --source.")
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="Pop up what changed. Default: on for accounts (when notifications are "
+    "enabled), off for --source.",
+)
 @pass_state
 def scan(
-    state: _State, source_path: Path | None, account_names: tuple[str, ...], dry_run: bool,
-    as_json: bool, notify: bool | None,
+    state: _State,
+    source_path: Path | None,
+    account_names: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    notify: bool | None,
 ) -> None:
     """Scan once: read new mail, classify Meta's replies, record them in the ledger.
 
@@ -345,8 +356,10 @@ def requests_list(state: _State, as_json: bool) -> None:
         click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
         return
     if not rows:
-        click.echo("No requests yet. Run `optout-mail scan`, or record one you just filed "
-                   "with `optout-mail requests add`.")
+        click.echo(
+            "No requests yet. Run `optout-mail scan`, or record one you just filed "
+            "with `optout-mail requests add`."
+        )
         return
     from rich.console import Console
 
@@ -378,14 +391,21 @@ def requests_show(state: _State, request_id: int, as_json: bool) -> None:
 @requests.command("add")
 @click.option("--platform", required=True, type=click.Choice(KNOWN_PLATFORMS))
 @click.option("--account", required=True, help="The e-mail address you gave in the form.")
-@click.option("--kind", type=click.Choice(KINDS), default="objection",
-              show_default=True)
-@click.option("--filed", "filed_on", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-              help="When you submitted the form (default: now). Starts the one-month clock.")
+@click.option("--kind", type=click.Choice(KINDS), default="objection", show_default=True)
+@click.option(
+    "--filed",
+    "filed_on",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="When you submitted the form (default: now). Starts the one-month clock.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new request as JSON.")
 @pass_state
 def requests_add(
-    state: _State, platform: str, account: str, kind: str, filed_on: datetime | None,
+    state: _State,
+    platform: str,
+    account: str,
+    kind: str,
+    filed_on: datetime | None,
     as_json: bool,
 ) -> None:
     """Record a request you just filed, so its deadline runs from the right day."""
@@ -393,20 +413,25 @@ def requests_add(
     from optout_mail.model import Kind
 
     if "@" not in account:
-        raise UsageError(f"{account!r} is not an e-mail address",
-                         hint="give the address you typed into Meta's form")
+        raise UsageError(
+            f"{account!r} is not an e-mail address",
+            hint="give the address you typed into Meta's form",
+        )
     now = _now()
     filed = filed_on.replace(tzinfo=UTC) if filed_on else now
     if filed > now:
         raise UsageError("--filed lies in the future")
     with Ledger(state.settings().ledger_path) as ledger:
-        request = ledger.add_request(platform=platform, account=account, kind=Kind(kind),
-                                     filed_at=filed, now=now)
+        request = ledger.add_request(
+            platform=platform, account=account, kind=Kind(kind), filed_at=filed, now=now
+        )
     if as_json:
         click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
     else:
-        click.echo(f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
-                   f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}.")
+        click.echo(
+            f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
+            f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}."
+        )
 
 
 @requests.command("forget")
@@ -465,8 +490,11 @@ def _report(error: OptoutError) -> ExitStatus:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status: the single error boundary."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="optout-mail",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="optout-mail",
+            standalone_mode=False,
+        )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -484,8 +512,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitStatus.OK  # `optout-mail ... | head` closed the pipe: not an error
     except Exception as exc:
-        log.error("internal error: %s: %s", type(exc).__name__, exc,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log.error(
+            "internal error: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
         click.echo(
             "optout-mail: internal error; run again with -vv for the traceback and report it",
             err=True,
@@ -496,4 +528,3 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> NoReturn:
     sys.exit(run())
-
