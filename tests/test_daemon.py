@@ -268,7 +268,7 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
     from datetime import UTC, datetime
 
     from optout_mail.config import load_config
-    from optout_mail.daemon import Context, Daemon
+    from optout_mail.daemon import Context, check_deadlines, reconcile
     from optout_mail.ledger import Ledger
     from optout_mail.rules import load_rule_set
 
@@ -287,8 +287,7 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
         shown.append(str(getattr(popup, "title", "")))
         return True
 
-    daemon = Daemon(lambda: (settings, rules), send_popup=send)
-    daemon._context = Context(
+    context = Context(
         settings=settings,
         rules=rules,
         clock=lambda: now[0],
@@ -296,12 +295,12 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
         stop=threading.Event(),
     )
     server.append(user, "Junk", (SAMPLES / "meta/en/received.eml").read_bytes())
-    daemon._reconcile()
+    reconcile(context)
     assert shown == ["Meta received your Instagram objection (bob@example.net)"]
 
     now[0] = datetime(2025, 8, 1, tzinfo=UTC)  # Meta never answered
-    daemon._check_deadlines()
-    daemon._check_deadlines()
+    check_deadlines(context)
+    check_deadlines(context)
     assert shown[1:] == ["Meta is late: Instagram objection (bob@example.net)"]
     with Ledger(settings.ledger_path) as ledger:
         assert ledger.requests(now=now[0])[0].overdue

@@ -82,8 +82,7 @@ pass_state = click.make_pass_decorator(_State)
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="OPTOUT_MAIL_CONFIG",
-    help="Config file (TOML). Default: ~/.config/optout-mail/config.toml. "
-    "Env: OPTOUT_MAIL_CONFIG.",
+    help="Config file (TOML). Default: ~/.config/optout-mail/config.toml. Env: OPTOUT_MAIL_CONFIG.",
 )
 @click.option("-v", "--verbose", count=True, help="Say more (-vv: debug, with tracebacks).")
 @click.version_option(__version__, "--version", prog_name="optout-mail")
@@ -196,17 +195,29 @@ def rules_list(state: _State, as_json: bool) -> None:
     help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
     "(no config needed).",
 )  # fmt: skip
-@click.option("--account", "account_names", multiple=True, metavar="NAME",
-              help="Scan only this account (repeatable).")
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="Scan only this account (repeatable).",
+)
 @click.option("--dry-run", is_flag=True, help="Classify and count, but write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
-@click.option("--notify/--no-notify", default=None,
-              help="Pop up what changed. Default: on for accounts (when notifications are "
-              "enabled), off for --source.")
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="Pop up what changed. Default: on for accounts (when notifications are "
+    "enabled), off for --source.",
+)
 @pass_state
 def scan(
-    state: _State, source_path: Path | None, account_names: tuple[str, ...], dry_run: bool,
-    as_json: bool, notify: bool | None,
+    state: _State,
+    source_path: Path | None,
+    account_names: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    notify: bool | None,
 ) -> None:
     """Scan once: read new mail, classify Meta's replies, record them in the ledger.
 
@@ -214,28 +225,20 @@ def scan(
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
     A mail is recorded once, however often it is seen.
     """
-    from optout_mail.ledger import Ledger
-    from optout_mail.pipeline import ScanSummary, run_source
+    from optout_mail import wiring
+    from optout_mail.pipeline import run_sources
 
     settings = state.settings()
     rule_set = state.rules()
-    sources = _sources(settings, rule_set, source_path, account_names)
-    summary = ScanSummary(dry_run=dry_run)
-    with Ledger(settings.ledger_path) as ledger:
-        notifier = None
-        if notify or (notify is None and source_path is None):
-            notifier = _notifier(settings, ledger) if not dry_run else None
-        failures: list[SourceError] = []
-        for source in sources:
-            try:
-                run_source(source, rules=rule_set, ledger=ledger, clock=_now,
-                           notifier=notifier, dry_run=dry_run, summary=summary)
-            except SourceError as exc:
-                failures.append(exc)
-            summary.problems.extend(getattr(source, "problems", []))
+    sources = wiring.scan_sources(settings, rule_set, source_path, account_names)
+    notify = not dry_run and (notify or (notify is None and source_path is None))
+    with wiring.open_ledger(settings, clock=_now, notify=notify) as (ledger, notifier):
+        summary = run_sources(
+            sources, rules=rule_set, ledger=ledger, clock=_now, notifier=notifier, dry_run=dry_run
+        )
         requests = ledger.requests(now=_now())
-    if failures and len(sources) == 1 and not summary.folders:
-        raise failures[0]  # nothing was scanned: the error alone says it all
+    if summary.failures and summary.sources == 1 and not summary.folders:
+        raise summary.failures[0].error  # nothing was scanned: the error alone says it all
     if as_json:
         click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
     else:
@@ -244,48 +247,9 @@ def scan(
         from optout_mail.output import print_scan
 
         print_scan(Console(), summary, requests)
-    if len(failures) == 1 and len(sources) == 1:
-        raise failures[0]
-    if failures:
-        raise SourceError(
-            f"{len(failures)} of {len(sources)} accounts could not be scanned",
-            problems=[f.message + (f" ({f.hint})" if f.hint else "") for f in failures],
-        )
-
-
-def _sources(
-    settings: Settings, rule_set: RuleSet, source_path: Path | None, names: tuple[str, ...]
-) -> list[Any]:
-    if source_path is not None:
-        from optout_mail.sources.local import LocalSource
-
-        return [LocalSource(source_path)]
-    if not settings.accounts:
-        raise ConfigError(
-            "no accounts are configured",
-            hint="add an [accounts.NAME] table to the config (see the README), or scan local "
-            "mail with --source PATH",
-        )
-    unknown = [n for n in names if n not in settings.accounts]
-    if unknown:
-        raise UsageError(f"no account named {unknown[0]!r}",
-                         hint=f"configured accounts: {', '.join(sorted(settings.accounts))}")
-    from optout_mail.sources.imap import IMAPSource
-
-    return [
-        IMAPSource(name, account, sender_domains=rule_set.sender_domains(),
-                   search_words=rule_set.lookalike_words())
-        for name, account in sorted(settings.accounts.items())
-        if not names or name in names
-    ]
-
-
-def _notifier(settings: Settings, ledger: Any) -> Any:
-    if not settings.notifications.enabled:
-        return None
-    from optout_mail.notify import PopupNotifier
-
-    return PopupNotifier(ledger, show_codes=settings.notifications.show_codes, clock=_now)
+    error = summary.error()
+    if error is not None:
+        raise error
 
 
 def _now() -> datetime:
@@ -333,8 +297,10 @@ def requests_list(state: _State, as_json: bool) -> None:
         click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
         return
     if not rows:
-        click.echo("No requests yet. Run `optout-mail scan`, or record one you just filed "
-                   "with `optout-mail requests add`.")
+        click.echo(
+            "No requests yet. Run `optout-mail scan`, or record one you just filed "
+            "with `optout-mail requests add`."
+        )
         return
     from rich.console import Console
 
@@ -366,14 +332,21 @@ def requests_show(state: _State, request_id: int, as_json: bool) -> None:
 @requests.command("add")
 @click.option("--platform", required=True, type=click.Choice(KNOWN_PLATFORMS))
 @click.option("--account", required=True, help="The e-mail address you gave in the form.")
-@click.option("--kind", type=click.Choice(KINDS), default="objection",
-              show_default=True)
-@click.option("--filed", "filed_on", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-              help="When you submitted the form (default: now). Starts the one-month clock.")
+@click.option("--kind", type=click.Choice(KINDS), default="objection", show_default=True)
+@click.option(
+    "--filed",
+    "filed_on",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="When you submitted the form (default: now). Starts the one-month clock.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new request as JSON.")
 @pass_state
 def requests_add(
-    state: _State, platform: str, account: str, kind: str, filed_on: datetime | None,
+    state: _State,
+    platform: str,
+    account: str,
+    kind: str,
+    filed_on: datetime | None,
     as_json: bool,
 ) -> None:
     """Record a request you just filed, so its deadline runs from the right day."""
@@ -381,20 +354,25 @@ def requests_add(
     from optout_mail.model import Kind
 
     if "@" not in account:
-        raise UsageError(f"{account!r} is not an e-mail address",
-                         hint="give the address you typed into Meta's form")
+        raise UsageError(
+            f"{account!r} is not an e-mail address",
+            hint="give the address you typed into Meta's form",
+        )
     now = _now()
     filed = filed_on.replace(tzinfo=UTC) if filed_on else now
     if filed > now:
         raise UsageError("--filed lies in the future")
     with Ledger(state.settings().ledger_path) as ledger:
-        request = ledger.add_request(platform=platform, account=account, kind=Kind(kind),
-                                     filed_at=filed, now=now)
+        request = ledger.add_request(
+            platform=platform, account=account, kind=Kind(kind), filed_at=filed, now=now
+        )
     if as_json:
         click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
     else:
-        click.echo(f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
-                   f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}.")
+        click.echo(
+            f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
+            f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}."
+        )
 
 
 @requests.command("forget")
@@ -454,8 +432,11 @@ def _report(error: OptoutError) -> ExitStatus:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status: the single error boundary."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="optout-mail",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="optout-mail",
+            standalone_mode=False,
+        )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -473,8 +454,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitStatus.OK  # `optout-mail ... | head` closed the pipe: not an error
     except Exception as exc:
-        log.error("internal error: %s: %s", type(exc).__name__, exc,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log.error(
+            "internal error: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
         click.echo(
             "optout-mail: internal error; run again with -vv for the traceback and report it",
             err=True,
@@ -485,4 +470,3 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> NoReturn:
     sys.exit(run())
-

@@ -1,15 +1,16 @@
-"""`optout-mail run`: IDLE watchers per account and folder, scheduled jobs, signals, lifecycle.
+"""`optout-mail run`: a watcher thread per account and folder, scheduled jobs, signals, lifecycle.
 
-Each watched folder has its own thread and IMAP connection (imapclient is not thread-safe):
-catch up by UID, IDLE until something arrives or ten minutes pass, scan, repeat; reconnect
-with capped exponential back-off and jitter. APScheduler runs the reconciliation scan, the
-daily deadline check and the systemd watchdog. SIGTERM/SIGINT stop it all; SIGHUP reloads.
+Each watcher has its own IMAP session (sources.imap): catch up, wait for news (IDLE), scan,
+repeat; reconnect with capped exponential back-off and jitter. APScheduler runs the
+reconciliation scan, the daily deadline check and the systemd watchdog. SIGTERM/SIGINT stop
+it all; SIGHUP reloads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import random
@@ -23,32 +24,32 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from optout_mail import sdnotify
-from optout_mail.config import Account, Settings
-from optout_mail.errors import AuthError, ConfigError, OptoutError, RuleError, SourceError
+from optout_mail import sdnotify, wiring
+from optout_mail.config import Settings
+from optout_mail.errors import (
+    AuthError,
+    ConfigError,
+    ConnectionLost,
+    OptoutError,
+    RuleError,
+    SourceError,
+)
 from optout_mail.ledger import Ledger
-from optout_mail.model import Batch, Cursor
 from optout_mail.notify import PopupNotifier
-from optout_mail.pipeline import Notifier, run_source
+from optout_mail.pipeline import run_source
 from optout_mail.rules import RuleSet
-from optout_mail.sources.imap import IMAPSource
+from optout_mail.sources.imap import IDLE_REFRESH, IMAPSession, IMAPSource
+from optout_mail.wiring import SendPopup
 
 log = logging.getLogger(__name__)
 
-IDLE_REFRESH = 9 * 60  # RFC 2177 asks for < 29 min; NAT boxes drop idle TCP far sooner
-IDLE_SLICE = 1.0  # idle_check() timeout: how fast a stop request is noticed
 BACKOFF_FIRST, BACKOFF_CAP = 2.0, 300.0
 AUTH_RETRY = 30 * 60  # a refused login is retried slowly, not hammered
-CLOCK_JUMP = 60.0  # wall clock moved this much more than the monotonic one: we were asleep
 HEARTBEAT_STALE = 3 * IDLE_REFRESH  # a watcher silent for longer is wedged: stop the pings
 
 
 class AlreadyRunning(OptoutError):
     """Another `optout-mail run` holds the lock of this data directory."""
-
-
-class Disconnected(Exception):
-    """The IDLE connection is gone (BYE, EOF, or a silent socket); reconnect."""
 
 
 def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
@@ -64,62 +65,59 @@ class Context:
     settings: Settings
     rules: RuleSet
     clock: Callable[[], datetime]
-    send_popup: Callable[[Any], bool] | None
+    send_popup: SendPopup | None
     stop: threading.Event
     scan_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
 
     def lock_for(self, account: str, folder: str) -> threading.Lock:
         return self.scan_locks.setdefault((account, folder), threading.Lock())
 
-    def source(self, name: str, account: Account) -> IMAPSource:
-        return IMAPSource(name, account, sender_domains=self.rules.sender_domains(),
-                          search_words=self.rules.lookalike_words())
+    def sources(self) -> list[IMAPSource]:
+        return wiring.account_sources(self.settings, self.rules)
 
-    @contextlib.contextmanager
-    def ledger(self) -> Iterator[tuple[Ledger, Notifier | None]]:
+    def ledger(self) -> contextlib.AbstractContextManager[tuple[Ledger, PopupNotifier | None]]:
         """A ledger connection (and the notifier writing to it) for the calling thread."""
-        with Ledger(self.settings.ledger_path) as ledger:
-            notifier = None
-            if self.settings.notifications.enabled:
-                notifier = PopupNotifier(ledger, show_codes=self.settings.notifications.show_codes,
-                                         clock=self.clock, send=self.send_popup)
-            yield ledger, notifier
+        return wiring.open_ledger(self.settings, clock=self.clock, send=self.send_popup)
 
 
-@dataclass
-class _AccountView:
-    """An account's IMAPSource seen through a narrower door (see the subclasses)."""
+def reconcile(context: Context) -> None:
+    """The scheduled safety net: scan every account and folder on a short-lived session, each
+    folder under its watcher's lock, for servers without IDLE and anything IDLE missed."""
+    for source in context.sources():
+        locked = source.locked(functools.partial(context.lock_for, source.name))
+        try:
+            with context.ledger() as (ledger, notifier):
+                run_source(
+                    locked,
+                    rules=context.rules,
+                    ledger=ledger,
+                    clock=context.clock,
+                    notifier=notifier,
+                )
+        except AuthError as exc:
+            log.error("reconciliation scan: %s", exc.message)
+        except SourceError as exc:
+            log.warning("reconciliation scan: %s", exc.message)
 
-    imap: IMAPSource
 
-    @property
-    def name(self) -> str:
-        return self.imap.name
-
-    @property
-    def address(self) -> str | None:
-        return self.imap.address
-
-
-@dataclass
-class _FolderSource(_AccountView):
-    """One folder on an open connection, as a pipeline source."""
-
-    client: Any
-    folder: str
-
-    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        return self.imap.folder_batches(self.client, self.folder, cursor_for(self.folder))
+def check_deadlines(context: Context) -> None:
+    """The daily job: pop up each overdue request once."""
+    if not context.settings.notifications.enabled:
+        return
+    with context.ledger() as (ledger, notifier):
+        if notifier is not None:
+            shown = notifier.remind_overdue(ledger.requests(now=context.clock()))
+            if shown:
+                log.info("%d overdue request(s) reported", shown)
 
 
 class FolderWatcher(threading.Thread):
-    """Watches one folder of one account with IDLE; scans whenever something may have arrived."""
+    """Watches one folder of one account; scans whenever something may have arrived."""
 
-    def __init__(self, context: Context, name: str, account: Account, folder: str) -> None:
-        super().__init__(name=f"watch {name}/{folder}", daemon=True)
+    def __init__(self, context: Context, source: IMAPSource, folder: str) -> None:
+        super().__init__(name=f"watch {source.name}/{folder}", daemon=True)
         self.context = context
-        self.account_name = name
-        self.account = account
+        self.source = source
         self.folder = folder
         self.heartbeat = time.monotonic()
         self.connected = False
@@ -128,10 +126,10 @@ class FolderWatcher(threading.Thread):
         attempt = 0
         auth_reported = False
         stop = self.context.stop
+        where = f"{self.source.name}/{self.folder}"
         while not stop.is_set():
             try:
-                self._session()
-                attempt = 0
+                dropped = self._session()
             except AuthError as exc:
                 if not auth_reported:
                     log.error("%s; retrying every %d minutes", exc.message, AUTH_RETRY // 60)
@@ -140,96 +138,80 @@ class FolderWatcher(threading.Thread):
             except SourceError as exc:
                 delay = backoff_delay(attempt)
                 attempt += 1
-                log.warning("%s/%s: %s; reconnecting in %.0f s", self.account_name,
-                            self.folder, exc.message, delay)
-                stop.wait(delay)
-            except Disconnected as exc:
-                delay = backoff_delay(attempt) if attempt else 0.5
-                attempt += 1
-                log.info("%s/%s: %s; reconnecting", self.account_name, self.folder, exc)
+                log.warning("%s: %s; reconnecting in %.0f s", where, exc.message, delay)
                 stop.wait(delay)
             except Exception:
                 delay = backoff_delay(attempt)
                 attempt += 1
-                log.exception("%s/%s: unexpected error; reconnecting in %.0f s",
-                              self.account_name, self.folder, delay)
+                log.exception("%s: unexpected error; reconnecting in %.0f s", where, delay)
                 stop.wait(delay)
+            else:
+                if dropped is None:
+                    attempt = 0
+                else:
+                    delay = backoff_delay(attempt) if attempt else 0.5
+                    attempt += 1
+                    log.info("%s: %s; reconnecting", where, dropped.message)
+                    stop.wait(delay)
             finally:
                 self.connected = False
                 self.heartbeat = time.monotonic()
 
-    def _session(self) -> None:
-        """One connection: catch up, then IDLE and scan until a stop, a refresh or trouble."""
-        imap = self.context.source(self.account_name, self.account)
-        with imap.session() as client:
+    def _session(self) -> ConnectionLost | None:
+        """One session: catch up, then wait for news and scan until a stop (None) or until
+        the connection drops while waiting (returned: reconnect at once)."""
+        stop = self.context.stop
+        with self.source.session() as session:
             self.connected = True
-            log.info("%s/%s: connected, catching up", self.account_name, self.folder)
-            self._scan(imap, client)
-            idle = "IDLE" in {c.decode() if isinstance(c, bytes) else c
-                              for c in client.capabilities()}
-            if not idle:
-                log.warning("%s: the server cannot IDLE; relying on the scan every %d s",
-                            self.account_name, self.context.settings.poll_interval)
-            while not self.context.stop.is_set():
-                if idle:
-                    self._idle(client)
+            log.info("%s/%s: connected, catching up", self.source.name, self.folder)
+            self._scan(session)
+            if not session.can_idle:
+                log.warning(
+                    "%s: the server cannot IDLE; relying on the scan every %d s",
+                    self.source.name,
+                    self.context.settings.poll_interval,
+                )
+            while not stop.is_set():
+                if session.can_idle:
+                    try:
+                        news = session.wait_for_news(
+                            self.folder, stop, IDLE_REFRESH, on_slice=self._beat
+                        )
+                    except ConnectionLost as exc:
+                        return exc
+                    if news:
+                        log.info("%s/%s: new mail announced", self.source.name, self.folder)
                 else:
-                    self.context.stop.wait(self.context.settings.poll_interval)
-                if self.context.stop.is_set():
+                    stop.wait(self.context.settings.poll_interval)
+                if stop.is_set():
                     break
-                self._scan(imap, client)
+                self._scan(session)
+        return None
 
-    def _scan(self, imap: IMAPSource, client: Any) -> None:
-        with self.context.lock_for(self.account_name, self.folder), \
-                self.context.ledger() as (ledger, notifier):
-            summary = run_source(_FolderSource(imap, client, self.folder),
-                                 rules=self.context.rules, ledger=ledger,
-                                 clock=self.context.clock, notifier=notifier)
-        self.heartbeat = time.monotonic()
+    def _scan(self, session: IMAPSession) -> None:
+        context = self.context
+        with (
+            context.lock_for(self.source.name, self.folder),
+            context.ledger() as (ledger, notifier),
+        ):
+            summary = run_source(
+                session.folder_source(self.folder),
+                rules=context.rules,
+                ledger=ledger,
+                clock=context.clock,
+                notifier=notifier,
+            )
+        self._beat()
         if summary.changes:
-            log.info("%s/%s: %d new mail(s) from Meta recorded", self.account_name, self.folder,
-                     len(summary.changes))
+            log.info(
+                "%s/%s: %d new mail(s) from Meta recorded",
+                self.source.name,
+                self.folder,
+                len(summary.changes),
+            )
 
-    def _idle(self, client: Any) -> None:
-        """IDLE until the server reports news, the refresh is due, or we are asked to stop."""
-        from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
-
-        client.select_folder(self.folder, readonly=True)
-        client.idle()
-        started = time.monotonic()
-        offset = time.time() - started
-        quick_empty = 0
-        news = False
-        try:
-            while not self.context.stop.is_set():
-                before = time.monotonic()
-                responses = client.idle_check(timeout=IDLE_SLICE)
-                self.heartbeat = time.monotonic()
-                if any(r[1:2] == (b"BYE",) or r[:1] == (b"BYE",) for r in responses
-                       if isinstance(r, tuple)):
-                    raise Disconnected("the server closed the connection (BYE)")
-                # imapclient swallows EOF: a closed socket makes idle_check return [] at once.
-                quick_empty = quick_empty + 1 if not responses and (
-                    time.monotonic() - before < IDLE_SLICE / 4) else 0
-                if quick_empty >= 3:
-                    raise Disconnected("the connection was closed")
-                if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT")
-                       for r in responses):
-                    news = True
-                    break
-                if abs((time.time() - time.monotonic()) - offset) > CLOCK_JUMP:
-                    raise Disconnected("the clock jumped (resumed from suspend?)")
-                if time.monotonic() - started > IDLE_REFRESH:
-                    break
-        except (IMAPClientAbortError, OSError) as exc:
-            raise Disconnected(f"connection lost ({exc})") from None
-        try:
-            client.idle_done()
-        except (IMAPClientError, OSError) as exc:
-            # A silent dead peer (NAT timeout, Wi-Fi change) shows up only here, as a timeout.
-            raise Disconnected(f"connection lost while ending IDLE ({exc})") from None
-        if news:
-            log.info("%s/%s: new mail announced", self.account_name, self.folder)
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
 
 
 class Daemon:
@@ -240,7 +222,7 @@ class Daemon:
         load: Callable[[], tuple[Settings, RuleSet]],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        send_popup: Callable[[Any], bool] | None = None,
+        send_popup: SendPopup | None = None,
     ) -> None:
         self._load = load
         self._clock = clock
@@ -292,29 +274,21 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_reload)
 
     def _start(self, settings: Settings, rules: RuleSet) -> None:
-        self._context = Context(settings=settings, rules=rules, clock=self._clock,
-                                send_popup=self._send_popup, stop=threading.Event())
+        self._context = context = Context(
+            settings=settings,
+            rules=rules,
+            clock=self._clock,
+            send_popup=self._send_popup,
+            stop=threading.Event(),
+        )
         self._watchers = []
-        for name, account in sorted(settings.accounts.items()):
-            for folder in self._folders(name, account):
-                watcher = FolderWatcher(self._context, name, account, folder)
+        for source in context.sources():
+            for folder in _folders(source):
+                watcher = FolderWatcher(context, source, folder)
                 self._watchers.append(watcher)
                 watcher.start()
         if not self._watchers:
             log.warning("no account is configured: only the deadline check runs")
-
-    def _folders(self, name: str, account: Account) -> list[str]:
-        if account.folders:
-            return list(account.folders)
-        assert self._context is not None
-        source = self._context.source(name, account)
-        try:
-            with source.session() as client:
-                return source.folders(client)
-        except SourceError as exc:
-            log.warning("%s; watching INBOX until the server can be asked for its Junk folder",
-                        exc.message)
-            return ["INBOX"]
 
     def _stop_watchers(self, grace: float = 10.0) -> None:
         """Ask every watcher to stop and give them `grace` seconds in all. A watcher stuck on
@@ -331,8 +305,11 @@ class Daemon:
         try:
             settings, rules = self._load()
         except (ConfigError, RuleError) as exc:
-            log.error("reload failed, keeping the running configuration: %s; %s",
-                      exc.message, "; ".join(exc.problems))
+            log.error(
+                "reload failed, keeping the running configuration: %s; %s",
+                exc.message,
+                "; ".join(exc.problems),
+            )
         else:
             self._stop_watchers()
             self._start(settings, rules)
@@ -352,41 +329,32 @@ class Daemon:
             # misfire_grace_time=None: a job due while the laptop slept runs on resume, once.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        scheduler.add_job(self._reconcile, "interval", seconds=settings.poll_interval,
-                          id="reconcile", jitter=min(60, settings.poll_interval // 10))
-        scheduler.add_job(self._check_deadlines, "interval", hours=24, id="deadlines",
-                          next_run_time=datetime.now(UTC))
+        scheduler.add_job(
+            self._reconcile,
+            "interval",
+            seconds=settings.poll_interval,
+            id="reconcile",
+            jitter=min(60, settings.poll_interval // 10),
+        )
+        scheduler.add_job(
+            self._check_deadlines,
+            "interval",
+            hours=24,
+            id="deadlines",
+            next_run_time=datetime.now(UTC),
+        )
         interval = sdnotify.watchdog_interval()
         if interval:
             scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
         return scheduler
 
     def _reconcile(self) -> None:
-        """Scan every account and folder on a short-lived connection: the safety net for
-        servers without IDLE and for anything an IDLE connection missed."""
-        context = self._context
-        if context is None:
-            return
-        for name, account in sorted(context.settings.accounts.items()):
-            source = context.source(name, account)
-            try:
-                with context.ledger() as (ledger, notifier):
-                    run_source(_Locked(source, context), rules=context.rules, ledger=ledger,
-                               clock=context.clock, notifier=notifier)
-            except AuthError as exc:
-                log.error("reconciliation scan: %s", exc.message)
-            except SourceError as exc:
-                log.warning("reconciliation scan: %s", exc.message)
+        if self._context is not None:
+            reconcile(self._context)
 
     def _check_deadlines(self) -> None:
-        context = self._context
-        if context is None or not context.settings.notifications.enabled:
-            return
-        with context.ledger() as (ledger, notifier):
-            if isinstance(notifier, PopupNotifier):
-                shown = notifier.remind_overdue(ledger.requests(now=context.clock()))
-                if shown:
-                    log.info("%d overdue request(s) reported", shown)
+        if self._context is not None:
+            check_deadlines(self._context)
 
     def _watchdog(self) -> None:
         now = time.monotonic()
@@ -397,17 +365,18 @@ class Daemon:
         sdnotify.notify("WATCHDOG=1", f"STATUS={self._status()}")
 
 
-@dataclass
-class _Locked(_AccountView):
-    """A source whose folder scans take the same per-folder lock as the IDLE watchers."""
-
-    context: Context
-
-    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        with self.imap.session() as client:
-            for folder in self.imap.folders(client):
-                with self.context.lock_for(self.imap.name, folder):
-                    yield from self.imap.folder_batches(client, folder, cursor_for(folder))
+def _folders(source: IMAPSource) -> list[str]:
+    """The folders to watch: the configured ones, else INBOX and the server's Junk folder."""
+    if source.account.folders:
+        return list(source.account.folders)
+    try:
+        with source.session() as session:
+            return session.folders()
+    except SourceError as exc:
+        log.warning(
+            "%s; watching INBOX until the server can be asked for its Junk folder", exc.message
+        )
+        return ["INBOX"]
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ class AuthError(SourceError):
 
 
 class ConnectionLost(SourceError):
-    """The connection failed or dropped; trying again later may work."""
+    """The connection failed or dropped (BYE, EOF, a silent socket); trying again may work."""
 
 
 class LedgerError(OptoutError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from optout_mail.errors import SourceError
 from optout_mail.ledger import Ledger, dedupe_key
 from optout_mail.model import Batch, Change, Cursor, Observation, RawMail
 from optout_mail.parse import parse
@@ -29,6 +30,10 @@ class Source(Protocol):
     @property
     def address(self) -> str | None:
         """The user's address when the source knows it; else each mail's To address."""
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be read (files, folders); the pass went on without it."""
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]: ...
 
@@ -52,12 +57,39 @@ class FolderSummary:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source that could not be read, or not completely, and the error that says why."""
+
+    source: str
+    error: SourceError
+
+    def as_json(self) -> dict[str, object]:
+        return {"source": self.source, "error": self.error.message, "hint": self.error.hint}
+
+
 @dataclass
 class ScanSummary:
     dry_run: bool = False
     folders: list[FolderSummary] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    sources: int = 0  # how many sources `run_sources` tried
+    failures: list[SourceFailure] = field(default_factory=list)
+
+    def error(self) -> SourceError | None:
+        """One error standing for every source that failed; None when all were read."""
+        if not self.failures:
+            return None
+        if len(self.failures) == 1 and self.sources == 1:
+            return self.failures[0].error
+        return SourceError(
+            f"{len(self.failures)} of {self.sources} accounts could not be scanned",
+            problems=[
+                f.error.message + (f" ({f.error.hint})" if f.error.hint else "")
+                for f in self.failures
+            ],
+        )
 
     def total(self, name: str) -> int:
         return sum(int(getattr(f, name)) for f in self.folders)
@@ -94,7 +126,38 @@ class ScanSummary:
                 for c in self.changes
             ],
             "problems": self.problems,
+            "failures": [f.as_json() for f in self.failures],
         }
+
+
+def run_sources(
+    sources: Sequence[Source],
+    *,
+    rules: RuleSet,
+    ledger: Ledger,
+    clock: Callable[[], datetime],
+    notifier: Notifier | None = None,
+    dry_run: bool = False,
+) -> ScanSummary:
+    """`run_source` for each source in turn. A source that fails is noted in the summary's
+    `failures` (its `problems` in `problems`) and the others are still read."""
+    summary = ScanSummary(dry_run=dry_run)
+    for source in sources:
+        summary.sources += 1
+        try:
+            run_source(
+                source,
+                rules=rules,
+                ledger=ledger,
+                clock=clock,
+                notifier=notifier,
+                dry_run=dry_run,
+                summary=summary,
+            )
+        except SourceError as exc:
+            summary.failures.append(SourceFailure(source.name, exc))
+        summary.problems.extend(source.problems)
+    return summary
 
 
 def run_source(

@@ -1,24 +1,25 @@
 """IMAP accounts (imapclient), strictly read-only: EXAMINE and BODY.PEEK, never a flag changed.
 
-Owns connecting (TLS verified by default, timeouts always set), turning imapclient's and the
-socket's errors into `SourceError`s that say what to do, the incremental scan of a folder by
-UIDVALIDITY + last UID, and waiting for new mail with IDLE.
+Owns the session the rest of the program sees: an account's folders, the incremental scan of a
+folder by UIDVALIDITY + last UID, waiting for news with IDLE, and the pipeline sources built on
+them. Connecting is in `imap_connect`; no module outside these two touches an imapclient object.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from optout_mail.config import Account
-from optout_mail.errors import AuthError, ConnectionLost, SourceError
+from optout_mail.errors import ConnectionLost, SourceError
 from optout_mail.model import Batch, Cursor, RawMail
 from optout_mail.sources.credentials import password_for
+from optout_mail.sources.imap_connect import clean, connect, logout
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 FETCH_CHUNK = 50  # UIDs per FETCH: keeps command lines short and batches small
 MAX_FETCH_BYTES = 1 << 20  # Meta's replies are small; a partial fetch bounds huge mails
 BODY_ITEM = f"BODY.PEEK[]<0.{MAX_FETCH_BYTES}>"
+IDLE_REFRESH = 9 * 60  # RFC 2177 asks for < 29 min; NAT boxes drop idle TCP far sooner
+IDLE_SLICE = 1.0  # idle_check() timeout: how fast a stop request is noticed
+CLOCK_JUMP = 60.0  # wall clock moved this much more than the monotonic one: we were asleep
+
+FolderLock = Callable[[str], AbstractContextManager[object]]
 
 
 @dataclass
@@ -46,12 +52,12 @@ class IMAPSource:
         return self.account.address.lower() if self.account.address else None
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        with self.session() as client:
-            folders = self.folders(client)
+        with self.session() as session:
+            folders = session.folders()
             missing = []
             for folder in folders:
                 try:
-                    yield from self.folder_batches(client, folder, cursor_for(folder))
+                    yield from session.folder_batches(folder, cursor_for(folder))
                 except FolderMissing as exc:
                     missing.append(str(exc))
                     self.problems.append(str(exc))
@@ -63,193 +69,262 @@ class IMAPSource:
                 hint="the other folders were scanned; check `folders` of the account",
             )
 
+    def locked(self, lock_for: FolderLock) -> LockedAccount:
+        """This account as a pipeline source whose scan of each folder holds `lock_for(folder)`."""
+        return LockedAccount(self, lock_for)
+
     # -- connection -------------------------------------------------------------------------
 
     @contextmanager
-    def session(self) -> Iterator[IMAPClient]:
-        client = self.connect()
+    def session(self) -> Iterator[IMAPSession]:
+        """A logged-in connection, logged out on exit. Raises AuthError, ConnectionLost or
+        SourceError. One session belongs to one thread (imapclient is not thread-safe)."""
+        client = connect(self.name, self.account, self._password)
         try:
-            yield client
+            yield IMAPSession(self, client)
         finally:
+            logout(client, self.account.host)
+
+    def _password(self) -> str:
+        return self.password() if self.password else password_for(self.name, self.account)
+
+
+class IMAPSession:
+    """One logged-in connection of an account: its folders, their scan, and IDLE on one."""
+
+    def __init__(self, source: IMAPSource, client: IMAPClient) -> None:
+        self.source = source
+        self._client = client
+        self._can_idle: bool | None = None
+
+    @property
+    def can_idle(self) -> bool:
+        """Whether the server offers IDLE (asked once per session)."""
+        if self._can_idle is None:
+            from imapclient.exceptions import IMAPClientError
+
             try:
-                client.logout()
-            except Exception:  # the connection may already be gone; nothing to save
-                log.debug("logout from %s failed", self.account.host, exc_info=True)
+                capabilities = self._client.capabilities()
+            except (IMAPClientError, OSError) as exc:
+                raise self._lost(exc) from None
+            names = {c.decode() if isinstance(c, bytes) else c for c in capabilities}
+            self._can_idle = "IDLE" in names
+        return self._can_idle
 
-    def connect(self) -> IMAPClient:
-        """A logged-in client. Raises AuthError, ConnectionLost or SourceError."""
-        from imapclient import IMAPClient, SocketTimeout
-
-        account = self.account
-        context = ssl.create_default_context(
-            cafile=str(account.ca_file) if account.ca_file else None
-        )
-        timeout = SocketTimeout(connect=min(15.0, account.timeout), read=account.timeout)
-        client: IMAPClient | None = None
-        try:
-            client = IMAPClient(
-                account.host, port=account.effective_port, ssl=account.security == "tls",
-                ssl_context=context, timeout=timeout,
-            )  # fmt: skip
-            if account.security == "starttls":
-                client.starttls(context)
-            password = self.password() if self.password else password_for(self.name, account)
-            client.login(account.username, password)
-            return client
-        except BaseException as exc:
-            if client is not None:
-                _shutdown(client)
-            error = self._connection_error(exc)
-            if error is None:
-                raise
-            raise error from None
-
-    def _connection_error(self, exc: BaseException) -> SourceError | None:
-        """The user-facing error for a failed connect/login; None for exceptions of our own."""
-        from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
-
-        account = self.account
-        where = f"{account.host}:{account.effective_port}"
-        prefix = f"account {self.name}:"
-        if isinstance(exc, SourceError):
-            return exc
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return SourceError(
-                f"{prefix} the certificate of {where} cannot be trusted ({exc.verify_message})",
-                hint="if the server uses a private certificate authority, set ca_file",
-            )
-        if isinstance(exc, ssl.SSLError):
-            return ConnectionLost(
-                f"{prefix} TLS with {where} failed ({exc.reason})",
-                hint="check `security` and `port` (tls is usually 993, starttls 143)",
-            )
-        if isinstance(exc, LoginError):
-            return AuthError(
-                f"{prefix} {account.host} refused the login of {account.username}",
-                hint="check the username and password (many providers need an app password)",
-            )
-        if isinstance(exc, CapabilityError):
-            return SourceError(
-                f"{prefix} {where} does not offer STARTTLS",
-                hint='use security = "tls" (port 993) if the server supports it',
-            )
-        if isinstance(exc, socket.gaierror):
-            return ConnectionLost(
-                f"{prefix} the host name {account.host} cannot be resolved",
-                hint="check `host`, and that this machine is online",
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return ConnectionLost(
-                f"{prefix} {where} refused the connection",
-                hint="check `host` and `port`, and that the server is running",
-            )
-        if isinstance(exc, TimeoutError):
-            return ConnectionLost(
-                f"{prefix} {where} did not answer within {account.timeout:g} s",
-                hint="check the network, or raise `timeout`",
-            )
-        if isinstance(exc, OSError | IMAPClientError):
-            return ConnectionLost(f"{prefix} the connection to {where} failed ({_clean(exc)})")
-        return None
-
-    # -- folders ----------------------------------------------------------------------------
-
-    def folders(self, client: IMAPClient) -> list[str]:
+    def folders(self) -> list[str]:
         """The configured folders, or INBOX plus the server's Junk folder."""
-        if self.account.folders:
-            return list(self.account.folders)
+        if self.source.account.folders:
+            return list(self.source.account.folders)
         from imapclient.imapclient import JUNK
 
         folders = ["INBOX"]
         try:
-            junk = client.find_special_folder(JUNK)
+            junk = self._client.find_special_folder(JUNK)
         except Exception:  # a server without LIST extensions: INBOX alone
             junk = None
         if junk and junk not in folders:
             folders.append(junk)
         return folders
 
-    def folder_batches(
-        self, client: IMAPClient, folder: str, cursor: Cursor | None
-    ) -> Iterator[Batch]:
+    def folder_source(self, folder: str) -> SessionFolder:
+        """One folder on this session, as a pipeline source."""
+        return SessionFolder(self, folder)
+
+    def folder_batches(self, folder: str, cursor: Cursor | None) -> Iterator[Batch]:
         """New candidate mails of `folder` after `cursor`, in chunks, each with its cursor."""
-        status = self._examine(client, folder)
+        name = self.source.name
+        status = self._examine(folder)
         uidvalidity = int(status[b"UIDVALIDITY"])
         uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
         last_uid = 0
         if cursor is not None and cursor.uidvalidity == uidvalidity:
             last_uid = cursor.last_uid
             if uidnext is not None and uidnext <= last_uid + 1:
-                log.debug("%s/%s: nothing new (UIDNEXT %s)", self.name, folder, uidnext)
+                log.debug("%s/%s: nothing new (UIDNEXT %s)", name, folder, uidnext)
                 return
         elif cursor is not None:
             log.warning(
                 "%s/%s: UIDVALIDITY changed (%s -> %s); rescanning the folder, mails already "
-                "recorded are recognised by Message-ID", self.name, folder,
-                cursor.uidvalidity, uidvalidity,
-            )  # fmt: skip
-        uids = self._search(client, last_uid)
-        log.info("%s/%s: %d new candidate mail(s)", self.name, folder, len(uids))
+                "recorded are recognised by Message-ID",
+                name,
+                folder,
+                cursor.uidvalidity,
+                uidvalidity,
+            )
+        uids = self._search(last_uid)
+        log.info("%s/%s: %d new candidate mail(s)", name, folder, len(uids))
         done = max(last_uid, (uidnext or 1) - 1)
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
-            mails = self._fetch(client, folder, uidvalidity, chunk)
+            mails = self._fetch(folder, uidvalidity, chunk)
             is_last = start + FETCH_CHUNK >= len(uids)
             high = max(chunk[-1], done) if is_last else chunk[-1]
-            yield Batch(folder=folder, mails=mails,
-                        cursor=Cursor(self.name, folder, uidvalidity, high, uidnext))
+            cursor = Cursor(name, folder, uidvalidity, high, uidnext)
+            yield Batch(folder=folder, mails=mails, cursor=cursor)
         if not uids:
-            yield Batch(folder=folder, mails=[],
-                        cursor=Cursor(self.name, folder, uidvalidity, done, uidnext))
+            cursor = Cursor(name, folder, uidvalidity, done, uidnext)
+            yield Batch(folder=folder, mails=[], cursor=cursor)
 
-    def _examine(self, client: IMAPClient, folder: str) -> dict[bytes, Any]:
+    def wait_for_news(
+        self,
+        folder: str,
+        stop: threading.Event,
+        refresh_s: float = IDLE_REFRESH,
+        *,
+        on_slice: Callable[[], None] | None = None,
+    ) -> bool:
+        """IDLE on `folder`: True when the server announces new mail, False when `refresh_s`
+        passed or `stop` was set (noticed within a second). `on_slice` is called each second.
+
+        Raises ConnectionLost for a BYE, a socket that answers nothing at once (imapclient
+        swallows EOF), a jump of the wall clock (a resume from suspend) or a failed DONE.
+        """
+        from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+
+        client = self._client
+        self._examine(folder)
+        try:
+            client.idle()
+        except (IMAPClientError, OSError) as exc:
+            raise ConnectionLost(f"connection lost ({clean(exc)})") from None
+        try:
+            news = self._idle_until_news(stop, refresh_s, on_slice)
+        except (IMAPClientAbortError, OSError) as exc:
+            raise ConnectionLost(f"connection lost ({clean(exc)})") from None
+        try:
+            client.idle_done()
+        except (IMAPClientError, OSError) as exc:
+            # A silent dead peer (NAT timeout, Wi-Fi change) shows up only here, as a timeout.
+            raise ConnectionLost(f"connection lost while ending IDLE ({clean(exc)})") from None
+        return news
+
+    def _idle_until_news(
+        self, stop: threading.Event, refresh_s: float, on_slice: Callable[[], None] | None
+    ) -> bool:
+        started = time.monotonic()
+        offset = time.time() - started
+        quick_empty = 0
+        while not stop.is_set():
+            before = time.monotonic()
+            responses = self._client.idle_check(timeout=IDLE_SLICE)
+            if on_slice is not None:
+                on_slice()
+            tuples = [r for r in responses if isinstance(r, tuple)]
+            if any(r[1:2] == (b"BYE",) or r[:1] == (b"BYE",) for r in tuples):
+                raise ConnectionLost("the server closed the connection (BYE)")
+            # imapclient swallows EOF: a closed socket makes idle_check return [] at once.
+            quick = not responses and time.monotonic() - before < IDLE_SLICE / 4
+            quick_empty = quick_empty + 1 if quick else 0
+            if quick_empty >= 3:
+                raise ConnectionLost("the connection was closed")
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in tuples):
+                return True
+            if abs((time.time() - time.monotonic()) - offset) > CLOCK_JUMP:
+                raise ConnectionLost("the clock jumped (resumed from suspend?)")
+            if time.monotonic() - started > refresh_s:
+                return False
+        return False
+
+    # -- the scan's IMAP commands -------------------------------------------------------------
+
+    def _examine(self, folder: str) -> dict[bytes, Any]:
         from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
         try:
             # readonly=True sends EXAMINE: the server itself then refuses any flag change.
-            return dict(client.select_folder(folder, readonly=True))
-        except IMAPClientAbortError as exc:
-            raise ConnectionLost(f"account {self.name}: connection lost ({_clean(exc)})") from None
+            return dict(self._client.select_folder(folder, readonly=True))
+        except (IMAPClientAbortError, OSError) as exc:
+            raise self._lost(exc) from None
         except IMAPClientError as exc:
             raise FolderMissing(
-                f"folder {folder!r} cannot be opened on {self.account.host} ({_clean(exc)})"
+                f"folder {folder!r} cannot be opened on {self.source.account.host} ({clean(exc)})"
             ) from None
 
-    def _search(self, client: IMAPClient, last_uid: int) -> list[int]:
+    def _search(self, last_uid: int) -> list[int]:
+        source = self.source
         criteria: list[Any] = ["UID", f"{last_uid + 1}:*"]
-        criteria += _or_chain(["FROM", term] for term in self._search_terms())
+        terms = sorted(set(source.sender_domains) | set(source.search_words))
+        criteria += _or_chain(["FROM", term] for term in terms)
         if last_uid == 0:
-            criteria += ["SINCE", self.account.since]
-        uids = client.search(criteria)
+            criteria += ["SINCE", source.account.since]
+        uids = self._client.search(criteria)
         # RFC 3501 6.4.8: "n:*" always includes the highest UID, even when it is below n.
         return sorted(int(uid) for uid in uids if int(uid) > last_uid)
 
-    def _search_terms(self) -> list[str]:
-        return sorted(set(self.sender_domains) | set(self.search_words))
-
-    def _fetch(
-        self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int]
-    ) -> list[RawMail]:
+    def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> list[RawMail]:
         from imapclient.exceptions import IMAPClientError
 
+        name = self.source.name
         try:
             # A list of ints, never a range string: imapclient 4.1 breaks on "1:*" in fetch.
-            response = client.fetch(uids, [BODY_ITEM])
+            response = self._client.fetch(uids, [BODY_ITEM])
         except IMAPClientError as exc:
-            raise ConnectionLost(f"account {self.name}: FETCH failed ({_clean(exc)})") from None
+            raise ConnectionLost(f"account {name}: FETCH failed ({clean(exc)})") from None
         mails = []
         for uid in uids:
             item = response.get(uid)
             data = _body_of(item) if item else None
             if data is None:
                 # Deleted by another client between SEARCH and FETCH: nothing to record.
-                log.info("%s/%s: UID %d vanished before it could be read", self.name, folder, uid)
+                log.info("%s/%s: UID %d vanished before it could be read", name, folder, uid)
                 continue
+            origin = f"{name}/{folder}/{uid}"
             mails.append(
-                RawMail(data=data, origin=f"{self.name}/{folder}/{uid}", folder=folder,
-                        uid=uid, uidvalidity=uidvalidity)
+                RawMail(data=data, origin=origin, folder=folder, uid=uid, uidvalidity=uidvalidity)
             )
         return mails
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        return ConnectionLost(f"account {self.source.name}: connection lost ({clean(exc)})")
+
+
+@dataclass
+class SessionFolder:
+    """One folder on an open session, as a pipeline source."""
+
+    session: IMAPSession
+    folder: str
+
+    @property
+    def name(self) -> str:
+        return self.session.source.name
+
+    @property
+    def address(self) -> str | None:
+        return self.session.source.address
+
+    @property
+    def problems(self) -> list[str]:
+        return self.session.source.problems
+
+    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
+        return self.session.folder_batches(self.folder, cursor_for(self.folder))
+
+
+@dataclass
+class LockedAccount:
+    """Every folder of an account on a fresh session, each scanned under its folder lock."""
+
+    source: IMAPSource
+    lock_for: FolderLock
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def address(self) -> str | None:
+        return self.source.address
+
+    @property
+    def problems(self) -> list[str]:
+        return self.source.problems
+
+    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
+        with self.source.session() as session:
+            for folder in session.folders():
+                with self.lock_for(folder):
+                    yield from session.folder_batches(folder, cursor_for(folder))
 
 
 class FolderMissing(SourceError):
@@ -273,19 +348,3 @@ def _or_chain(terms: Iterator[list[str]] | Sequence[list[str]]) -> list[str]:
             out.append("OR")
         out.extend(term)
     return out
-
-
-def _shutdown(client: IMAPClient) -> None:
-    """Close the socket without a LOGOUT round trip (the session is unusable anyway)."""
-    try:
-        client.shutdown()
-    except Exception:
-        log.debug("closing a failed connection raised", exc_info=True)
-
-
-def _clean(exc: BaseException) -> str:
-    """imapclient errors print as b'...' reprs; make them a sentence."""
-    text = str(exc)
-    if text.startswith(("b'", 'b"')) and text.endswith(("'", '"')):
-        text = text[2:-1]
-    return text.strip() or type(exc).__name__

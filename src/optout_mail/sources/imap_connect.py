@@ -1,0 +1,123 @@
+"""Opening an IMAP connection for the IMAP source: TLS verified by default, timeouts always set.
+
+Owns the login and the translation of imapclient's and the socket's errors into `SourceError`s
+that say what to do (`AuthError` for a refused login, `ConnectionLost` for what may pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from optout_mail.config import Account
+from optout_mail.errors import AuthError, ConnectionLost, SourceError
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
+log = logging.getLogger(__name__)
+
+
+def connect(name: str, account: Account, password: Callable[[], str]) -> IMAPClient:
+    """A logged-in client for account `name`. Raises AuthError, ConnectionLost or SourceError."""
+    from imapclient import IMAPClient, SocketTimeout
+
+    context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+    timeout = SocketTimeout(connect=min(15.0, account.timeout), read=account.timeout)
+    client: IMAPClient | None = None
+    try:
+        client = IMAPClient(
+            account.host,
+            port=account.effective_port,
+            ssl=account.security == "tls",
+            ssl_context=context,
+            timeout=timeout,
+        )
+        if account.security == "starttls":
+            client.starttls(context)
+        client.login(account.username, password())
+        return client
+    except BaseException as exc:
+        if client is not None:
+            shutdown(client)
+        error = connection_error(name, account, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def connection_error(name: str, account: Account, exc: BaseException) -> SourceError | None:
+    """The user-facing error for a failed connect/login; None for exceptions of our own."""
+    from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+
+    where = f"{account.host}:{account.effective_port}"
+    prefix = f"account {name}:"
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SourceError(
+            f"{prefix} the certificate of {where} cannot be trusted ({exc.verify_message})",
+            hint="if the server uses a private certificate authority, set ca_file",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ConnectionLost(
+            f"{prefix} TLS with {where} failed ({exc.reason})",
+            hint="check `security` and `port` (tls is usually 993, starttls 143)",
+        )
+    if isinstance(exc, LoginError):
+        return AuthError(
+            f"{prefix} {account.host} refused the login of {account.username}",
+            hint="check the username and password (many providers need an app password)",
+        )
+    if isinstance(exc, CapabilityError):
+        return SourceError(
+            f"{prefix} {where} does not offer STARTTLS",
+            hint='use security = "tls" (port 993) if the server supports it',
+        )
+    if isinstance(exc, socket.gaierror):
+        return ConnectionLost(
+            f"{prefix} the host name {account.host} cannot be resolved",
+            hint="check `host`, and that this machine is online",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionLost(
+            f"{prefix} {where} refused the connection",
+            hint="check `host` and `port`, and that the server is running",
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectionLost(
+            f"{prefix} {where} did not answer within {account.timeout:g} s",
+            hint="check the network, or raise `timeout`",
+        )
+    if isinstance(exc, OSError | IMAPClientError):
+        return ConnectionLost(f"{prefix} the connection to {where} failed ({clean(exc)})")
+    return None
+
+
+def logout(client: IMAPClient, host: str) -> None:
+    """LOGOUT, quietly: the connection may already be gone, and there is nothing to save.
+    A connection that cannot log out is closed, so that its socket is not left to the GC."""
+    try:
+        client.logout()
+    except Exception:
+        log.debug("logout from %s failed", host, exc_info=True)
+        shutdown(client)
+
+
+def shutdown(client: IMAPClient) -> None:
+    """Close the socket without a LOGOUT round trip (the session is unusable anyway)."""
+    try:
+        client.shutdown()
+    except Exception:
+        log.debug("closing a failed connection raised", exc_info=True)
+
+
+def clean(exc: BaseException) -> str:
+    """imapclient errors print as b'...' reprs; make them a sentence."""
+    text = str(exc)
+    if text.startswith(("b'", 'b"')) and text.endswith(("'", '"')):
+        text = text[2:-1]
+    return text.strip() or type(exc).__name__
