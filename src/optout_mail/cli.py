@@ -1,4 +1,5 @@
-"""The command line: commands, their output (tables or `--json`), and the one error boundary.
+"""The command line: the `optout-mail` group, its global options, logging, and the one error
+boundary; the commands themselves live in `commands/`, one module per group.
 
 `main` is the only place that turns exceptions into messages and exit codes. Heavy modules are
 imported inside the commands so that `--help` and `--version` start fast.
@@ -6,18 +7,20 @@ imported inside the commands so that `--help` and `--version` start fast.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import NoReturn
 
 import click
 
 from optout_mail import __version__
+from optout_mail.commands.classify import classify, rules
+from optout_mail.commands.requests import requests
+from optout_mail.commands.scan import run_daemon, scan
+from optout_mail.commands.state import State
 from optout_mail.errors import (
     ConfigError,
     LedgerError,
@@ -27,11 +30,6 @@ from optout_mail.errors import (
     UnknownRequest,
     UsageError,
 )
-from optout_mail.model import KINDS, KNOWN_PLATFORMS, NO_MATCH
-
-if TYPE_CHECKING:
-    from optout_mail.config import Settings
-    from optout_mail.rules import RuleSet
 
 log = logging.getLogger("optout_mail")
 
@@ -42,38 +40,6 @@ class ExitStatus(IntEnum):
     USAGE = 2
     INTERRUPTED = 130
     CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
-
-
-class _State:
-    """What the global options leave for the commands; config is loaded on first use."""
-
-    def __init__(self, config_path: Path | None, verbose: int) -> None:
-        self.config_path = config_path
-        self.verbose = verbose
-        self._settings: Settings | None = None
-        self._rules: RuleSet | None = None
-
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from optout_mail.config import load_config
-
-            self._settings = load_config(self.config_path)
-        return self._settings
-
-    def rules(self) -> RuleSet:
-        if self._rules is None:
-            from optout_mail.rules import load_rule_set
-
-            self._rules = load_rule_set(self.settings().rules_dirs)
-        return self._rules
-
-    def load_fresh(self) -> tuple[Settings, RuleSet]:
-        """Read the config and the rules again (the daemon does on start and on SIGHUP)."""
-        self._settings = self._rules = None
-        return self.settings(), self.rules()
-
-
-pass_state = click.make_pass_decorator(_State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -103,296 +69,15 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
       optout-mail run                          the daemon: popups as replies arrive
     """
     _configure_logging(verbose)
-    ctx.obj = _State(config_path, verbose)
+    ctx.obj = State(config_path, verbose)
 
 
-# ---------------------------------------------------------------------------------------------
-# classify
-
-
-@cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
-@click.option("--explain", is_flag=True, help="Show which rule matched, what held, what blocked.")
-@pass_state
-def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: bool) -> None:
-    """Say what each mail FILE (.eml) means. Reads no mailbox and writes no ledger.
-
-    A file that cannot be read still gets its line, with an error.
-    """
-    from optout_mail.model import RawMail
-    from optout_mail.output import describe_classification, explanation_lines
-    from optout_mail.parse import parse
-    from optout_mail.rules import explain as explain_mail
-
-    rule_set = state.rules()
-    failures = 0
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            failures += 1
-            error = f"cannot read {path}: {exc.strerror or exc}"
-            if as_json:
-                _print_json_line({"path": str(path), **NO_MATCH.as_json(), "error": error})
-            else:
-                click.echo(f"{path}: error: {error}", err=True)
-            continue
-        message = parse(RawMail(data=data, origin=str(path)))
-        explanation = explain_mail(message, rule_set)
-        result = explanation.classification
-        if as_json:
-            _print_json_line({"path": str(path), **result.as_json()})
-        else:
-            click.echo(describe_classification(str(path), result))
-            if explain:
-                click.echo("\n".join(explanation_lines(explanation)))
-    if failures:
-        raise SourceError(f"{failures} of {len(files)} files could not be read")
-
-
-# ---------------------------------------------------------------------------------------------
-# rules
-
-
-@cli.group()
-def rules() -> None:
-    """Inspect and lint the rule packs (bundled ones plus `rules_dirs`)."""
-
-
-@rules.command("check")
-@pass_state
-def rules_check(state: _State) -> None:
-    """Lint every pack; count rules per language, outcome and provenance."""
-    from optout_mail.output import rules_check_lines
-
-    click.echo("\n".join(rules_check_lines(state.rules())))
-
-
-@rules.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of rules.")
-@pass_state
-def rules_list(state: _State, as_json: bool) -> None:
-    """List the rules in the order they are tried (highest priority first)."""
-    from optout_mail.output import print_rules, rule_rows
-
-    rows = rule_rows(state.rules())
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-        return
-    from rich.console import Console
-
-    print_rules(Console(), rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# scan
-
-
-@cli.command()
-@click.option(
-    "--source", "source_path", type=click.Path(path_type=Path),
-    help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
-    "(no config needed).",
-)  # fmt: skip
-@click.option(
-    "--account",
-    "account_names",
-    multiple=True,
-    metavar="NAME",
-    help="Scan only this account (repeatable).",
-)
-@click.option("--dry-run", is_flag=True, help="Classify and count, but write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
-@click.option(
-    "--notify/--no-notify",
-    default=None,
-    help="Pop up what changed. Default: on for accounts (when notifications are "
-    "enabled), off for --source.",
-)
-@pass_state
-def scan(
-    state: _State,
-    source_path: Path | None,
-    account_names: tuple[str, ...],
-    dry_run: bool,
-    as_json: bool,
-    notify: bool | None,
-) -> None:
-    """Scan once: read new mail, classify Meta's replies, record them in the ledger.
-
-    Without --source, every account in the config is scanned (INBOX and the Junk folder
-    unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
-    A mail is recorded once, however often it is seen.
-    """
-    from optout_mail import wiring
-    from optout_mail.pipeline import run_sources
-
-    settings = state.settings()
-    rule_set = state.rules()
-    sources = wiring.scan_sources(settings, rule_set, source_path, account_names)
-    notify = not dry_run and (notify or (notify is None and source_path is None))
-    with wiring.open_ledger(settings, clock=_now, notify=notify) as (ledger, notifier):
-        summary = run_sources(
-            sources, rules=rule_set, ledger=ledger, clock=_now, notifier=notifier, dry_run=dry_run
-        )
-        requests = ledger.requests(now=_now())
-    if summary.failures and summary.sources == 1 and not summary.folders:
-        raise summary.failures[0].error  # nothing was scanned: the error alone says it all
-    if as_json:
-        click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
-    else:
-        from rich.console import Console
-
-        from optout_mail.output import print_scan
-
-        print_scan(Console(), summary, requests)
-    error = summary.error()
-    if error is not None:
-        raise error
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------------------
-# run
-
-
-@cli.command("run")
-@pass_state
-def run_daemon(state: _State) -> None:
-    """Watch the mailbox and pop up every answer from Meta as it arrives (the daemon).
-
-    One IMAP IDLE connection per account and folder brings new mail within seconds; a full
-    scan every `poll_interval` seconds is the safety net, and once a day overdue requests
-    are reported. SIGTERM or Ctrl-C stops it (exit status 0); SIGHUP reloads the config and
-    the rules. Meant to run as the systemd user service in systemd/ (see the README).
-    """
-    from optout_mail.daemon import Daemon
-
-    Daemon(state.load_fresh).run()
-
-
-# ---------------------------------------------------------------------------------------------
-# requests
-
-
-@cli.group()
-def requests() -> None:
-    """The ledger: your requests to Meta and the mails that moved them."""
-
-
-@requests.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of requests with events.")
-@pass_state
-def requests_list(state: _State, as_json: bool) -> None:
-    """List every request with its state and deadline (overdue ones are marked)."""
-    from optout_mail.ledger import Ledger
-
-    with Ledger(state.settings().ledger_path) as ledger:
-        rows = ledger.requests(now=_now())
-    if as_json:
-        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
-        return
-    if not rows:
-        click.echo(
-            "No requests yet. Run `optout-mail scan`, or record one you just filed "
-            "with `optout-mail requests add`."
-        )
-        return
-    from rich.console import Console
-
-    from optout_mail.output import print_requests
-
-    print_requests(Console(), rows)
-
-
-@requests.command("show")
-@click.argument("request_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="The request as a JSON object.")
-@pass_state
-def requests_show(state: _State, request_id: int, as_json: bool) -> None:
-    """Show one request and the timeline of the mails that moved it."""
-    from optout_mail.ledger import Ledger
-
-    with Ledger(state.settings().ledger_path) as ledger:
-        request = ledger.request(request_id, now=_now())
-    if as_json:
-        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
-        return
-    from rich.console import Console
-
-    from optout_mail.output import print_request
-
-    print_request(Console(), request)
-
-
-@requests.command("add")
-@click.option("--platform", required=True, type=click.Choice(KNOWN_PLATFORMS))
-@click.option("--account", required=True, help="The e-mail address you gave in the form.")
-@click.option("--kind", type=click.Choice(KINDS), default="objection", show_default=True)
-@click.option(
-    "--filed",
-    "filed_on",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
-    help="When you submitted the form (default: now). Starts the one-month clock.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the new request as JSON.")
-@pass_state
-def requests_add(
-    state: _State,
-    platform: str,
-    account: str,
-    kind: str,
-    filed_on: datetime | None,
-    as_json: bool,
-) -> None:
-    """Record a request you just filed, so its deadline runs from the right day."""
-    from optout_mail.ledger import Ledger
-    from optout_mail.model import Kind
-
-    if "@" not in account:
-        raise UsageError(
-            f"{account!r} is not an e-mail address",
-            hint="give the address you typed into Meta's form",
-        )
-    now = _now()
-    filed = filed_on.replace(tzinfo=UTC) if filed_on else now
-    if filed > now:
-        raise UsageError("--filed lies in the future")
-    with Ledger(state.settings().ledger_path) as ledger:
-        request = ledger.add_request(
-            platform=platform, account=account, kind=Kind(kind), filed_at=filed, now=now
-        )
-    if as_json:
-        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
-    else:
-        click.echo(
-            f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
-            f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}."
-        )
-
-
-@requests.command("forget")
-@click.argument("request_id", type=int)
-@pass_state
-def requests_forget(state: _State, request_id: int) -> None:
-    """Delete a request and its events from the ledger (the mails stay in your mailbox)."""
-    from optout_mail.ledger import Ledger
-
-    with Ledger(state.settings().ledger_path) as ledger:
-        ledger.forget(request_id)
-    click.echo(f"Forgot request #{request_id}.")
+for _command in (classify, rules, scan, run_daemon, requests):
+    cli.add_command(_command)
 
 
 # ---------------------------------------------------------------------------------------------
 # Output helpers, logging, and the error boundary.
-
-
-def _print_json_line(obj: dict[str, Any]) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 def _configure_logging(verbose: int) -> None:

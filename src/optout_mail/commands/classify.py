@@ -1,0 +1,87 @@
+"""`classify` (what one mail means, offline) and `rules check|list` (the rule packs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from optout_mail.commands.state import State, pass_state, print_json_line
+from optout_mail.errors import SourceError
+from optout_mail.model import NO_MATCH
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
+@click.option("--explain", is_flag=True, help="Show which rule matched, what held, what blocked.")
+@pass_state
+def classify(state: State, files: tuple[Path, ...], as_json: bool, explain: bool) -> None:
+    """Say what each mail FILE (.eml) means. Reads no mailbox and writes no ledger.
+
+    A file that cannot be read still gets its line, with an error.
+    """
+    from optout_mail.model import RawMail
+    from optout_mail.output import describe_classification, explanation_lines
+    from optout_mail.parse import parse
+    from optout_mail.rules import explain as explain_mail
+
+    rule_set = state.rules()
+    failures = 0
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            failures += 1
+            error = f"cannot read {path}: {exc.strerror or exc}"
+            if as_json:
+                print_json_line({"path": str(path), **NO_MATCH.as_json(), "error": error})
+            else:
+                click.echo(f"{path}: error: {error}", err=True)
+            continue
+        message = parse(RawMail(data=data, origin=str(path)))
+        explanation = explain_mail(message, rule_set)
+        result = explanation.classification
+        if as_json:
+            print_json_line({"path": str(path), **result.as_json()})
+        else:
+            click.echo(describe_classification(str(path), result))
+            if explain:
+                click.echo("\n".join(explanation_lines(explanation)))
+    if failures:
+        raise SourceError(f"{failures} of {len(files)} files could not be read")
+
+
+# ---------------------------------------------------------------------------------------------
+# rules
+
+
+@click.group()
+def rules() -> None:
+    """Inspect and lint the rule packs (bundled ones plus `rules_dirs`)."""
+
+
+@rules.command("check")
+@pass_state
+def rules_check(state: State) -> None:
+    """Lint every pack; count rules per language, outcome and provenance."""
+    from optout_mail.output import rules_check_lines
+
+    click.echo("\n".join(rules_check_lines(state.rules())))
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of rules.")
+@pass_state
+def rules_list(state: State, as_json: bool) -> None:
+    """List the rules in the order they are tried (highest priority first)."""
+    from optout_mail.output import print_rules, rule_rows
+
+    rows = rule_rows(state.rules())
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    print_rules(Console(), rows)

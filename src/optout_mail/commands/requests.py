@@ -1,0 +1,120 @@
+"""`requests list|show|add|forget`: the ledger's requests, as the user sees and corrects them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+
+from optout_mail.commands.state import State, now, pass_state
+from optout_mail.errors import UsageError
+from optout_mail.model import KINDS, KNOWN_PLATFORMS
+
+
+@click.group()
+def requests() -> None:
+    """The ledger: your requests to Meta and the mails that moved them."""
+
+
+@requests.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of requests with events.")
+@pass_state
+def requests_list(state: State, as_json: bool) -> None:
+    """List every request with its state and deadline (overdue ones are marked)."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        rows = ledger.requests(now=now())
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo(
+            "No requests yet. Run `optout-mail scan`, or record one you just filed "
+            "with `optout-mail requests add`."
+        )
+        return
+    from rich.console import Console
+
+    from optout_mail.output import print_requests
+
+    print_requests(Console(), rows)
+
+
+@requests.command("show")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The request as a JSON object.")
+@pass_state
+def requests_show(state: State, request_id: int, as_json: bool) -> None:
+    """Show one request and the timeline of the mails that moved it."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        request = ledger.request(request_id, now=now())
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    from optout_mail.output import print_request
+
+    print_request(Console(), request)
+
+
+@requests.command("add")
+@click.option("--platform", required=True, type=click.Choice(KNOWN_PLATFORMS))
+@click.option("--account", required=True, help="The e-mail address you gave in the form.")
+@click.option("--kind", type=click.Choice(KINDS), default="objection", show_default=True)
+@click.option(
+    "--filed",
+    "filed_on",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="When you submitted the form (default: now). Starts the one-month clock.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the new request as JSON.")
+@pass_state
+def requests_add(
+    state: State,
+    platform: str,
+    account: str,
+    kind: str,
+    filed_on: datetime | None,
+    as_json: bool,
+) -> None:
+    """Record a request you just filed, so its deadline runs from the right day."""
+    from optout_mail.ledger import Ledger
+    from optout_mail.model import Kind
+
+    if "@" not in account:
+        raise UsageError(
+            f"{account!r} is not an e-mail address",
+            hint="give the address you typed into Meta's form",
+        )
+    moment = now()
+    filed = filed_on.replace(tzinfo=UTC) if filed_on else moment
+    if filed > moment:
+        raise UsageError("--filed lies in the future")
+    with Ledger(state.settings().ledger_path) as ledger:
+        request = ledger.add_request(
+            platform=platform, account=account, kind=Kind(kind), filed_at=filed, now=moment
+        )
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(
+            f"Recorded request #{request.id}: {platform} {kind} for {request.account}, "
+            f"filed {request.filed_at[:10]}, Meta must answer by {request.due_at[:10]}."
+        )
+
+
+@requests.command("forget")
+@click.argument("request_id", type=int)
+@pass_state
+def requests_forget(state: State, request_id: int) -> None:
+    """Delete a request and its events from the ledger (the mails stay in your mailbox)."""
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        ledger.forget(request_id)
+    click.echo(f"Forgot request #{request_id}.")

@@ -1,0 +1,90 @@
+"""`scan` (one pass over the accounts or a local mail store) and `run` (the daemon)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from optout_mail.commands.state import State, now, pass_state
+
+
+@click.command()
+@click.option(
+    "--source", "source_path", type=click.Path(path_type=Path),
+    help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
+    "(no config needed).",
+)  # fmt: skip
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="Scan only this account (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Classify and count, but write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="Pop up what changed. Default: on for accounts (when notifications are "
+    "enabled), off for --source.",
+)
+@pass_state
+def scan(
+    state: State,
+    source_path: Path | None,
+    account_names: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    notify: bool | None,
+) -> None:
+    """Scan once: read new mail, classify Meta's replies, record them in the ledger.
+
+    Without --source, every account in the config is scanned (INBOX and the Junk folder
+    unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
+    A mail is recorded once, however often it is seen.
+    """
+    from optout_mail import wiring
+    from optout_mail.pipeline import run_sources
+
+    settings = state.settings()
+    rule_set = state.rules()
+    sources = wiring.scan_sources(settings, rule_set, source_path, account_names)
+    notify = not dry_run and (notify or (notify is None and source_path is None))
+    with wiring.open_ledger(settings, clock=now, notify=notify) as (ledger, notifier):
+        summary = run_sources(
+            sources, rules=rule_set, ledger=ledger, clock=now, notifier=notifier, dry_run=dry_run
+        )
+        requests = ledger.requests(now=now())
+    if summary.failures and summary.sources == 1 and not summary.folders:
+        raise summary.failures[0].error  # nothing was scanned: the error alone says it all
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
+    else:
+        from rich.console import Console
+
+        from optout_mail.output import print_scan
+
+        print_scan(Console(), summary, requests)
+    error = summary.error()
+    if error is not None:
+        raise error
+
+
+
+
+@click.command("run")
+@pass_state
+def run_daemon(state: State) -> None:
+    """Watch the mailbox and pop up every answer from Meta as it arrives (the daemon).
+
+    One IMAP IDLE connection per account and folder brings new mail within seconds; a full
+    scan every `poll_interval` seconds is the safety net, and once a day overdue requests
+    are reported. SIGTERM or Ctrl-C stops it (exit status 0); SIGHUP reloads the config and
+    the rules. Meant to run as the systemd user service in systemd/ (see the README).
+    """
+    from optout_mail.daemon import Daemon
+
+    Daemon(state.load_fresh).run()

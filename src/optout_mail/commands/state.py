@@ -1,0 +1,57 @@
+"""What the global options leave for the commands: the config path, verbosity, and the
+settings and rule packs loaded on first use (so that `--help` loads neither). Also the clock
+and the JSON line printer every command shares.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from optout_mail.config import Settings
+    from optout_mail.rules import RuleSet
+
+
+class State:
+    """What the global options leave for the commands; config is loaded on first use."""
+
+    def __init__(self, config_path: Path | None, verbose: int) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self._settings: Settings | None = None
+        self._rules: RuleSet | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from optout_mail.config import load_config
+
+            self._settings = load_config(self.config_path)
+        return self._settings
+
+    def rules(self) -> RuleSet:
+        if self._rules is None:
+            from optout_mail.rules import load_rule_set
+
+            self._rules = load_rule_set(self.settings().rules_dirs)
+        return self._rules
+
+    def load_fresh(self) -> tuple[Settings, RuleSet]:
+        """Read the config and the rules again (the daemon does on start and on SIGHUP)."""
+        self._settings = self._rules = None
+        return self.settings(), self.rules()
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def print_json_line(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
