@@ -49,7 +49,11 @@ def explanation_lines(explanation: Explanation) -> list[str]:
     if explanation.pack is None:
         return [f"  sender {explanation.sender or '(none)'}: no rule pack covers it"]
     lines = [f"  sender {explanation.sender}: pack {explanation.pack}"]
-    for trace in explanation.traces:
+    close = [t for t in explanation.traces if t.came_close]
+    if len(close) < len(explanation.traces):
+        hidden = len(explanation.traces) - len(close)
+        lines.append(f"  ({hidden} rules that did not come close are not shown)")
+    for trace in close:
         mark = "MATCH  " if trace.matched else ("blocked" if trace.blocked_by else "no     ")
         lines.append(f"  {mark} {trace.rule.id} (priority {trace.rule.priority})")
         lines.extend(f"            {reason}" for reason in trace.reasons)

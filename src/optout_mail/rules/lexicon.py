@@ -47,7 +47,9 @@ def compile_set(
         except re.error as exc:
             problems.append(f"{where}: lexicon set {name!r}: bad term {term!r}: {exc}")
             return None
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(f"(?:{t})" for t in folded) + ")")
+    # A term that starts with a letter or digit starts at a word start; "?" or "\\w+n't" do not.
+    alternatives = (f"(?<!\\w)(?:{t})" if t[:1].isalnum() else f"(?:{t})" for t in folded)
+    pattern = re.compile("|".join(alternatives))
     literals = [required_literal(re.compile(t)) for t in folded]
     needles = None
     if all(literals):
