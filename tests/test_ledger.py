@@ -31,6 +31,7 @@ def observation(
     platform: str = "facebook",
     kind: Kind = Kind.OBJECTION,
     extends: bool = False,
+    reference: str | None = None,
 ) -> Observation:
     message = parse(RawMail(data=data, origin="t"))
     classification = Classification(
@@ -39,6 +40,7 @@ def observation(
         kind=kind,
         authentic=authentic,
         code=code,
+        reference=reference,
         rule=f"t.{outcome.value}",
         language="en",
         extends_deadline=extends,
@@ -164,10 +166,95 @@ def test_overdue_is_derived_from_the_clock(ledger: Ledger, mail: Callable[..., b
 def test_a_new_objection_after_a_final_answer_is_a_new_request(
     ledger: Ledger, mail: Callable[..., bytes]
 ) -> None:
-    ledger.record([observation(mail(), Outcome.HONOURED)], now=NOW)
-    ledger.record([observation(mail(), Outcome.CODE, code="999999")], now=NOW)
+    ledger.record([observation(mail(date=MAY(10)), Outcome.HONOURED)], now=NOW)
+    ledger.record([observation(mail(date=MAY(20)), Outcome.CODE, code="999999")], now=NOW)
     states = [r.state for r in ledger.requests(now=NOW)]
     assert states == ["honoured", "verifying"]
+
+
+def MAY(day: int) -> datetime:
+    return datetime(2025, 5, day, 9, 30, tzinfo=UTC)
+
+
+def test_a_mail_older_than_the_filing_never_changes_the_request(
+    ledger: Ledger, mail: Callable[..., bytes]
+) -> None:
+    filed = ledger.add_request(
+        platform="facebook",
+        account="alice@example.org",
+        kind=Kind.OBJECTION,
+        filed_at=MAY(20),
+        now=NOW,
+    )
+    # A refusal from the 2024 wave, found in the mailbox today.
+    old = observation(mail(date=datetime(2024, 6, 3, tzinfo=UTC)), Outcome.REJECTED)
+    ledger.record([old], now=NOW)
+    requests = {r.id: r for r in ledger.requests(now=NOW)}
+    assert requests[filed.id].state == "filed", "today's request is untouched"
+    (past,) = [r for r in requests.values() if r.id != filed.id]
+    assert past.state == "rejected" and past.filed_at.startswith("2024-06-03")
+
+
+def test_reference_numbers_keep_requests_apart(ledger: Ledger, mail: Callable[..., bytes]) -> None:
+    kind = Kind.THIRD_PARTY
+    first = observation(mail(date=MAY(2)), Outcome.RECEIVED, kind=kind, reference="11112222")
+    second = observation(mail(date=MAY(3)), Outcome.RECEIVED, kind=kind, reference="33334444")
+    answer = observation(mail(date=MAY(9)), Outcome.REJECTED, kind=kind, reference="11112222")
+    ledger.record([first, second], now=NOW)
+    ledger.record([answer], now=NOW)
+    by_reference = {r.reference: r for r in ledger.requests(now=NOW)}
+    assert set(by_reference) == {"11112222", "33334444"}
+    assert by_reference["11112222"].state == "rejected"
+    assert by_reference["33334444"].state == "received"
+
+
+def test_state_moves_only_forward_in_the_mails_own_time(
+    ledger: Ledger, mail: Callable[..., bytes]
+) -> None:
+    ledger.record([observation(mail(date=MAY(20)), Outcome.REJECTED)], now=NOW)
+    # An older "honoured" (a replayed or late-found mail) does not undo the newer refusal ...
+    ledger.record([observation(mail(date=MAY(12)), Outcome.HONOURED)], now=NOW)
+    (request,) = ledger.requests(now=NOW)
+    assert request.state == "rejected"
+    stale = next(e for e in request.events if e.outcome == "honoured")
+    assert not stale.moved and stale.note and "older than" in stale.note
+    # ... and an old code does not reopen it either.
+    ledger.record([observation(mail(date=MAY(1)), Outcome.CODE, code="123456")], now=NOW)
+    assert [r.state for r in ledger.requests(now=NOW)] == ["rejected"]
+    # A newer honoured mail (Meta reversed its refusal) does move it.
+    ledger.record([observation(mail(date=MAY(21)), Outcome.HONOURED)], now=NOW)
+    assert [r.state for r in ledger.requests(now=NOW)] == ["honoured"]
+
+
+def test_a_second_wave_opens_a_new_request_and_the_list_agrees_with_the_last_mail(
+    ledger: Ledger, mail: Callable[..., bytes]
+) -> None:
+    ledger.record(
+        [observation(mail(date=datetime(2024, 6, 5, tzinfo=UTC)), Outcome.HONOURED)], now=NOW
+    )
+    ledger.record(
+        [
+            observation(mail(date=MAY(20)), Outcome.CODE, code="222333"),
+            observation(mail(date=MAY(21)), Outcome.HONOURED),
+        ],
+        now=NOW,
+    )
+    old, new = ledger.requests(now=NOW)
+    assert (old.state, new.state) == ("honoured", "honoured")
+    assert [e.outcome for e in new.events] == ["code", "honoured"]
+    for request in (old, new):
+        last = request.events[-1]
+        assert last.state_after == request.state or last.note
+
+
+def test_an_unclear_mail_joins_its_request_and_moves_nothing(
+    ledger: Ledger, mail: Callable[..., bytes]
+) -> None:
+    ledger.record([observation(mail(date=MAY(2)), Outcome.RECEIVED)], now=NOW)
+    ledger.record([observation(mail(date=MAY(9)), Outcome.UNCLEAR)], now=NOW)
+    (request,) = ledger.requests(now=NOW)
+    assert request.state == "received"
+    assert request.events[-1].outcome == "unclear" and not request.events[-1].moved
 
 
 def test_cursor_is_saved_with_the_events_or_not_at_all(

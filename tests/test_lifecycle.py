@@ -101,6 +101,8 @@ def test_add_months_is_monotonic_and_within_the_month(moment: datetime, months: 
 
 # -- decide: which request a mail joins and what it changes (no database) -------------------
 
+from dataclasses import replace  # noqa: E402
+
 from optout_mail.lifecycle import Decision, StoredRequest, decide  # noqa: E402
 from optout_mail.model import Classification, Kind  # noqa: E402
 
@@ -175,7 +177,128 @@ def _stored(state: S, *, id: int = 7, extended: bool = False) -> StoredRequest:
     ids=lambda v: v.outcome.value if isinstance(v, Classification) else None,
 )
 def test_decide(requests: list[StoredRequest], mail: Classification, expected: Decision) -> None:
-    assert decide(requests, mail, sent_at=SENT, now=NOW) == expected
+    assert _core(decide(requests, mail, sent_at=SENT, now=NOW)) == _core(expected)
+
+
+def _core(decision: Decision | None) -> tuple[object, ...] | None:
+    """What the table above pins: which request, which states, which clock."""
+    if decision is None:
+        return None
+    d = decision
+    return (d.request_id, d.state_before, d.state_after, d.filed_at, d.due_at, d.extended)
+
+
+EARLY, LATE = datetime(2025, 5, 12, tzinfo=UTC), datetime(2025, 5, 25, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("requests", "mail", "sent", "joins", "after"),
+    [
+        # The user filed on 1 May; a refusal from April 2024 belongs to a past request.
+        (
+            [StoredRequest(7, S.FILED, FILED, False, filed_by_user=True)],
+            _mail(O.REJECTED),
+            datetime(2024, 4, 3, tzinfo=UTC),
+            None,
+            S.REJECTED,
+        ),
+        # ... a mail the same day (a recorded date means midnight) still joins it.
+        (
+            [StoredRequest(7, S.FILED, FILED, False, filed_by_user=True)],
+            _mail(O.CODE),
+            FILED - timedelta(hours=3),
+            7,
+            S.VERIFYING,
+        ),
+        # A request opened by a mail only guessed its filing date: an older mail still joins.
+        (
+            [StoredRequest(7, S.RECEIVED, FILED, False)],
+            _mail(O.HONOURED),
+            FILED - timedelta(days=20),
+            7,
+            S.HONOURED,
+        ),
+        # An older honoured mail cannot undo a newer refusal; a newer one can.
+        (
+            [StoredRequest(7, S.REJECTED, FILED, False, state_at=SENT)],
+            _mail(O.HONOURED),
+            EARLY,
+            7,
+            S.REJECTED,
+        ),
+        (
+            [StoredRequest(7, S.REJECTED, FILED, False, state_at=SENT)],
+            _mail(O.HONOURED),
+            LATE,
+            7,
+            S.HONOURED,
+        ),
+        # An old code after the final answer is evidence; a new one opens the next wave.
+        (
+            [StoredRequest(7, S.HONOURED, FILED, False, state_at=SENT)],
+            _mail(O.CODE),
+            EARLY,
+            7,
+            S.HONOURED,
+        ),
+        (
+            [StoredRequest(7, S.HONOURED, FILED, False, state_at=SENT)],
+            _mail(O.CODE),
+            LATE,
+            None,
+            S.VERIFYING,
+        ),
+        # Reference numbers: a mail joins the request with its number, never another one's.
+        (
+            [
+                StoredRequest(9, S.RECEIVED, LATE, False, reference="B"),
+                StoredRequest(7, S.RECEIVED, FILED, False, reference="A"),
+            ],
+            replace(_mail(O.REJECTED), reference="A"),
+            LATE,
+            7,
+            S.REJECTED,
+        ),
+        (
+            [StoredRequest(9, S.RECEIVED, FILED, False, reference="B")],
+            replace(_mail(O.REJECTED), reference="A"),
+            LATE,
+            None,
+            S.REJECTED,
+        ),
+    ],
+    ids=[
+        "before the filing",
+        "same day as the filing",
+        "guessed filing date",
+        "older honoured",
+        "newer honoured",
+        "old code",
+        "new code",
+        "same reference",
+        "other reference",
+    ],
+)
+def test_decide_picks_the_right_request(
+    requests: list[StoredRequest],
+    mail: Classification,
+    sent: datetime,
+    joins: int | None,
+    after: S,
+) -> None:
+    decision = decide(requests, mail, sent_at=sent, now=NOW + timedelta(days=30))
+    assert decision is not None
+    assert (decision.request_id, decision.state_after) == (joins, after)
+    if joins is not None and decision.state_after == decision.state_before:
+        assert decision.note, "a mail that moves nothing says why"
+
+
+def test_an_unclear_mail_joins_without_moving_and_needs_authenticity() -> None:
+    current = [_stored(S.RECEIVED)]
+    decision = decide(current, _mail(O.UNCLEAR), sent_at=SENT, now=NOW)
+    assert decision is not None and decision.request_id == 7 and not decision.moves
+    assert decide(current, _mail(O.UNCLEAR, authentic=None), sent_at=SENT, now=NOW) is None
+    assert decide([], _mail(O.UNCLEAR), sent_at=SENT, now=NOW) is None
 
 
 @pytest.mark.parametrize(

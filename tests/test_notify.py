@@ -153,3 +153,19 @@ def test_the_refusal_popup_says_where_to_complain() -> None:
 def test_overdue_popup_names_the_deadline() -> None:
     popup = overdue_popup(replace(REQUEST, overdue=True))
     assert "2025-06-01" in popup.body and popup.urgency == "critical"
+
+
+def test_unclear_unverified_and_expired_codes() -> None:
+    from datetime import UTC, datetime
+
+    unclear = popup_for(change(Outcome.UNCLEAR, moved=False), show_codes=True)
+    assert (
+        unclear is not None
+        and unclear.title == "Meta wrote about your Instagram objection — read it"
+    )
+    unverified = popup_for(change(Outcome.HONOURED, authentic=None), show_codes=True)
+    assert unverified is not None and "requests confirm 11" in unverified.body
+    code = change(Outcome.CODE, State.VERIFYING, code="482913")  # sent 2025-05-02 12:00 UTC
+    soon = datetime(2025, 5, 2, 12, 20, tzinfo=UTC)
+    assert popup_for(code, show_codes=True, now=soon) is not None
+    assert popup_for(code, show_codes=True, now=datetime(2025, 5, 2, 14, 0, tzinfo=UTC)) is None

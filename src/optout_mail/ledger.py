@@ -90,6 +90,22 @@ MIGRATIONS: tuple[str, ...] = (
         delivered INTEGER NOT NULL
     );
     """,
+    # 2: Meta's reference number keeps requests apart; the mail time of the current state, so
+    # that an older mail cannot undo a newer answer; why an event moved nothing.
+    """
+    ALTER TABLE requests ADD COLUMN reference TEXT;
+    ALTER TABLE requests ADD COLUMN state_at TEXT;
+    ALTER TABLE events ADD COLUMN note TEXT;
+    UPDATE requests SET state_at = (
+        SELECT max(received_at) FROM events
+        WHERE events.request_id = requests.id AND events.state_before IS NOT events.state_after
+    );
+    UPDATE requests SET reference = (
+        SELECT reference FROM events
+        WHERE events.request_id = requests.id AND events.reference IS NOT NULL
+        ORDER BY received_at LIMIT 1
+    );
+    """,
 )
 
 
@@ -265,8 +281,8 @@ class Ledger:
         cur = self._db.execute(
             """INSERT INTO events (request_id, message_id, dedupe_key, outcome, authentic, rule,
                    language, code, reference, sender, subject, received_at, recorded_at, source,
-                   folder, uid, uidvalidity, state_before, state_after)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   folder, uid, uidvalidity, state_before, state_after, note)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 request_id,
                 message.message_id,
@@ -287,6 +303,7 @@ class Ledger:
                 obs.uidvalidity,
                 decision.state_before.value if decision else None,
                 decision.state_after.value if decision else None,
+                decision.note if decision else None,
             ),
         )
         event = self._event(int(cur.lastrowid or 0))
@@ -299,7 +316,7 @@ class Ledger:
     ) -> list[lifecycle.StoredRequest]:
         """The requests of one (platform, account, kind), newest first."""
         rows = self._db.execute(
-            """SELECT id, state, filed_at, extended FROM requests
+            """SELECT id, state, filed_at, extended, reference, state_at, created_by FROM requests
                WHERE platform = ? AND account = ? AND kind = ?
                ORDER BY filed_at DESC, id DESC""",
             (platform, account, kind.value),
@@ -310,6 +327,9 @@ class Ledger:
                 state=State(row["state"]),
                 filed_at=_parse_iso(row["filed_at"]),
                 extended=bool(row["extended"]),
+                reference=row["reference"],
+                state_at=_parse_iso(row["state_at"]) if row["state_at"] else None,
+                filed_by_user=row["created_by"] == "user",
             )
             for row in rows
         ]
@@ -325,10 +345,12 @@ class Ledger:
         """Write what the lifecycle decided; the id of the request the mail belongs to."""
         if decision is None:
             return None
+        state_at = _iso(decision.state_at) if decision.state_at else None
         if decision.request_id is None:
             cur = self._db.execute(
                 """INSERT INTO requests (platform, account, kind, state, filed_at, due_at,
-                       extended, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'mail', ?)""",
+                       extended, created_by, updated_at, reference, state_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'mail', ?, ?, ?)""",
                 (
                     platform,
                     account,
@@ -338,17 +360,22 @@ class Ledger:
                     _iso(decision.due_at),
                     int(decision.extended),
                     _iso(now),
+                    decision.reference,
+                    state_at,
                 ),
             )
             return int(cur.lastrowid or 0)
         self._db.execute(
-            """UPDATE requests SET state = ?, due_at = ?, extended = ?, updated_at = ?
+            """UPDATE requests SET state = ?, due_at = ?, extended = ?, updated_at = ?,
+                   reference = ?, state_at = ?
                WHERE id = ?""",
             (
                 decision.state_after.value,
                 _iso(decision.due_at),
                 int(decision.extended),
                 _iso(now),
+                decision.reference,
+                state_at,
                 decision.request_id,
             ),
         )
@@ -459,6 +486,7 @@ def _event_view(row: sqlite3.Row) -> EventView:
         uid=row["uid"],
         state_before=State(before) if before else None,
         state_after=State(after) if after else None,
+        note=row["note"],
     )
 
 
@@ -477,4 +505,5 @@ def _request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> R
         updated_at=row["updated_at"],
         overdue=lifecycle.is_overdue(state, _parse_iso(row["due_at"]), now),
         events=tuple(events),
+        reference=row["reference"],
     )

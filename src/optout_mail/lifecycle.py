@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from optout_mail.model import Classification, Outcome, State
 
@@ -87,6 +87,11 @@ class StoredRequest:
     state: State
     filed_at: datetime
     extended: bool
+    reference: str | None = None  # Meta's case or reference number, once a mail named it
+    state_at: datetime | None = None  # when Meta sent the mail that set the current state
+    # The user recorded the filing (`requests add`): its date is known. A request opened by a
+    # mail only guesses it, so an older mail may still belong to it.
+    filed_by_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,29 @@ class Decision:
     filed_at: datetime
     due_at: datetime
     extended: bool
+    reference: str | None = None
+    state_at: datetime | None = None
+    note: str | None = None  # why the mail did not move the request, in words
 
     @property
     def opens_request(self) -> bool:
         return self.request_id is None
+
+    @property
+    def moves(self) -> bool:
+        return self.state_before != self.state_after
+
+
+# How long a one-time code can be typed into Meta's form (2024: "within an hour").
+CODE_VALIDITY = timedelta(hours=1)
+# A request recorded by hand is often recorded a little after the form was sent, and a date
+# without a time means midnight: mails this much older than the filing still belong to it.
+FILING_SLACK = timedelta(days=1)
+
+
+def code_expired(sent_at: datetime | None, now: datetime) -> bool:
+    """A code older than its validity is evidence, not something to type in any more."""
+    return sent_at is not None and now - sent_at > CODE_VALIDITY
 
 
 def decide(
@@ -114,31 +138,118 @@ def decide(
 ) -> Decision | None:
     """What a classified mail does to the requests of its (platform, account, kind).
 
-    `requests` are that key's requests, newest first. None when the mail touches no request
-    (an announcement, a mail that failed authentication, no outcome).
+    `requests` are that key's requests, newest first. None when the mail touches no request:
+    an announcement, a mail that is not established as authentic, no outcome, or an `unclear`
+    mail for which no request exists. The rules, in order:
+    - Meta's reference number keeps requests apart: a mail never joins a request that has
+      another one;
+    - a mail sent before the user filed a request belongs to an earlier request, or opens a
+      past one;
+    - state moves only forward in the mail's own time: a mail older than the one that set the
+      current state is recorded but changes nothing (so a stale "honoured" cannot undo a newer
+      refusal, and an old code cannot reopen a closed request);
+    - a new code or acknowledgement after a final answer is a new objection (a second wave).
     """
     outcome = classification.outcome
+    sent = min(sent_at or now, now)
+    if outcome is Outcome.UNCLEAR:
+        return _unclear(requests, classification, sent, now)
     if outcome is None or not changes_ledger(outcome, classification.authentic):
         return None
+    reference = classification.reference
+    current = _candidate(requests, reference, sent)
+    if current is None or _new_wave(current, outcome, sent):
+        return _open(classification, outcome, sent, reference)
+    return _attach(current, classification, outcome, sent)
+
+
+def _candidate(
+    requests: Sequence[StoredRequest], reference: str | None, sent: datetime
+) -> StoredRequest | None:
+    """The request a mail sent at `sent` belongs to: the newest one filed before it whose
+    reference does not contradict the mail's, or the one with the same reference."""
+    if reference:
+        for request in requests:
+            if request.reference == reference:
+                return request
+    for request in requests:
+        if reference and request.reference and request.reference != reference:
+            continue
+        if not request.filed_by_user or request.filed_at - FILING_SLACK <= sent:
+            return request
+    return None
+
+
+def _new_wave(current: StoredRequest, outcome: Outcome, sent: datetime) -> bool:
+    newer = current.state_at is None or sent > current.state_at
+    return opens_new_request(current.state, outcome) and newer
+
+
+def _open(
+    classification: Classification, outcome: Outcome, sent: datetime, reference: str | None
+) -> Decision:
+    # Nobody recorded the filing (or the mail is older than every filing): the mail stands in.
     extends = classification.extends_deadline
-    current = requests[0] if requests else None
-    if current is not None and not opens_new_request(current.state, outcome):
-        extended = current.extended or extends
-        return Decision(
-            request_id=current.id,
-            state_before=current.state,
-            state_after=next_state(current.state, outcome),
-            filed_at=current.filed_at,
-            due_at=due_at(current.filed_at, extended=extended),
-            extended=extended,
-        )
-    # Nobody recorded the filing: the first mail stands in for it.
-    filed = min(sent_at or now, now)
+    after = next_state(State.FILED, outcome)
     return Decision(
         request_id=None,
         state_before=State.FILED,
-        state_after=next_state(State.FILED, outcome),
-        filed_at=filed,
-        due_at=due_at(filed, extended=extends),
+        state_after=after,
+        filed_at=sent,
+        due_at=due_at(sent, extended=extends),
         extended=extends,
+        reference=reference,
+        state_at=sent if after is not State.FILED else None,
+    )
+
+
+def _attach(
+    current: StoredRequest, classification: Classification, outcome: Outcome, sent: datetime
+) -> Decision:
+    extended = current.extended or classification.extends_deadline
+    after, note = next_state(current.state, outcome), None
+    if current.state_at is not None and sent < current.state_at and after != current.state:
+        after = current.state
+        note = (
+            f"older than the mail that made it {current.state.value} "
+            f"({current.state_at.date().isoformat()}): recorded, state unchanged"
+        )
+    elif after == current.state and outcome.value != current.state.value:
+        note = f"a {outcome.value} mail does not change a {current.state.value} request"
+    moved = after != current.state
+    return Decision(
+        request_id=current.id,
+        state_before=current.state,
+        state_after=after,
+        filed_at=current.filed_at,
+        due_at=due_at(current.filed_at, extended=extended),
+        extended=extended,
+        reference=current.reference or classification.reference,
+        state_at=sent if moved else current.state_at,
+        note=note,
+    )
+
+
+def _unclear(
+    requests: Sequence[StoredRequest],
+    classification: Classification,
+    sent: datetime,
+    now: datetime,
+) -> Decision | None:
+    """An unclear mail joins its request, if there is one, and moves nothing."""
+    if classification.authentic is not True:
+        return None
+    current = _candidate(requests, classification.reference, sent)
+    if current is None:
+        return None
+    return Decision(
+        request_id=current.id,
+        state_before=current.state,
+        state_after=current.state,
+        filed_at=current.filed_at,
+        due_at=due_at(current.filed_at, extended=current.extended),
+        extended=current.extended,
+        reference=current.reference or classification.reference,
+        state_at=current.state_at,
+        note="Meta wrote about the request, but the mail could not be read with confidence",
     )

@@ -223,6 +223,7 @@ class EventView:
     uid: int | None
     state_before: State | None
     state_after: State | None
+    note: str | None = None  # why the mail moved nothing, when it did not
 
     @property
     def moved(self) -> bool:
@@ -244,6 +245,7 @@ class EventView:
             "reference": self.reference,
             "state_before": self.state_before.value if self.state_before else None,
             "state_after": self.state_after.value if self.state_after else None,
+            "note": self.note,
         }
 
 
@@ -263,6 +265,7 @@ class RequestView:
     updated_at: str
     overdue: bool
     events: tuple[EventView, ...] = ()
+    reference: str | None = None  # Meta's case or reference number, once a mail named it
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -277,6 +280,7 @@ class RequestView:
             "extended": self.extended,
             "created_by": self.created_by,
             "updated_at": self.updated_at,
+            "reference": self.reference,
             "events": [e.as_json() for e in self.events],
         }
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from optout_mail.desktop import Popup
 from optout_mail.ledger import Ledger
+from optout_mail.lifecycle import code_expired
 from optout_mail.model import Change, Outcome, RequestView, platform_name, request_label
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,16 @@ COMPLAINT_HINT = (
 )
 
 
-def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
-    """The popup for a change, or None when it is not worth interrupting anybody for."""
+ANSWERS = frozenset(
+    {Outcome.CODE, Outcome.RECEIVED, Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO}
+)
+
+
+def popup_for(change: Change, *, show_codes: bool, now: datetime | None = None) -> Popup | None:
+    """The popup for a change, or None when it is not worth interrupting anybody for.
+
+    `now` lets an expired one-time code pass silently: it is evidence, not news.
+    """
     event = change.event
     if event.authentic is False:
         return Popup(
@@ -33,13 +42,29 @@ def popup_for(change: Change, *, show_codes: bool) -> Popup | None:
             "links or enter a password. Your ledger is unchanged.",
             urgency="critical",
         )
+    if event.authentic is None and event.outcome in ANSWERS | {Outcome.UNCLEAR}:
+        return Popup(
+            title=f"Unverified mail claiming to be from Meta ({event.sender})",
+            body=f"“{event.subject}” could not be verified, so your ledger is unchanged. If "
+            f"you trust it, accept it with: optout-mail requests confirm {event.id}",
+        )
     request = change.request
+    if event.outcome is Outcome.UNCLEAR:
+        about = request_label(request.platform, request.kind) if request else "request"
+        return Popup(
+            title=f"Meta wrote about your {about} — read it",
+            body=f"optout-mail could not tell what “{event.subject}” from {event.sender} "
+            "means. Please read it yourself.",
+        )
     if request is None:
         return None
     what = request_label(request.platform, request.kind)
     who = request.account
     suffix = f"Request #{request.id} ({what} for {who})."
     if event.outcome is Outcome.CODE:
+        sent = datetime.fromisoformat(event.received_at) if event.received_at else None
+        if now is not None and code_expired(sent, now):
+            return None  # typed in an hour ago or never: it is in the ledger as evidence
         if not show_codes or not event.code:
             return Popup(
                 title=f"Meta sent a one-time code for your {what}",
@@ -109,7 +134,7 @@ class PopupNotifier:
 
     def notify(self, changes: Sequence[Change]) -> None:
         for change in changes:
-            popup = popup_for(change, show_codes=self._show_codes)
+            popup = popup_for(change, show_codes=self._show_codes, now=self._clock())
             if popup is not None:
                 self._show(f"event:{change.event.id}", popup)
 
