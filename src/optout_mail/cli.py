@@ -110,23 +110,49 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # classify
 
+_TRUST_OPTION = click.option(
+    "--trust", "trust_ids", multiple=True, metavar="ID",
+    help="Believe the Authentication-Results of this authserv-id (e.g. mx.example.org, or "
+    "*.example.org; repeatable). Default: the known providers, else the receiving server.",
+)  # fmt: skip
+
+
+def _authserv_ids(values: tuple[str, ...]) -> tuple[str, ...]:
+    import re
+
+    from optout_mail.config import AUTHSERV_ID
+
+    for value in values:
+        if value and not re.fullmatch(AUTHSERV_ID, value):
+            raise UsageError(f"--trust {value!r} is not an authserv-id",
+                             hint="give a host name like mx.example.org or a pattern like "
+                             "*.example.org")  # fmt: skip
+    return tuple(v.lower() for v in values)
+
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
 @click.option("--explain", is_flag=True, help="Show which rule matched, what held, what blocked.")
+@_TRUST_OPTION
 @pass_state
-def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: bool) -> None:
+def classify(
+    state: _State, files: tuple[Path, ...], as_json: bool, explain: bool, trust_ids: tuple[str, ...]
+) -> None:
     """Say what each mail FILE (.eml) means. Reads no mailbox and writes no ledger.
 
     A file that cannot be read still gets its line, with an error.
     """
+    from optout_mail.dkim_dns import TxtLookup
     from optout_mail.model import RawMail
     from optout_mail.output import describe_classification, explanation_lines
     from optout_mail.parse import parse
+    from optout_mail.rules import Trust
     from optout_mail.rules import explain as explain_mail
 
     rule_set = state.rules()
+    trust = Trust(_authserv_ids(trust_ids))
+    dkim_dns = TxtLookup()
     failures = 0
     for path in files:
         try:
@@ -140,7 +166,7 @@ def classify(state: _State, files: tuple[Path, ...], as_json: bool, explain: boo
                 click.echo(f"{path}: error: {error}", err=True)
             continue
         message = parse(RawMail(data=data, origin=str(path)))
-        explanation = explain_mail(message, rule_set)
+        explanation = explain_mail(message, rule_set, trust, dkim_dns=dkim_dns)
         result = explanation.classification
         if as_json:
             _print_json_line({"path": str(path), **result.as_json()})
@@ -203,10 +229,11 @@ def rules_list(state: _State, as_json: bool) -> None:
 @click.option("--notify/--no-notify", default=None,
               help="Pop up what changed. Default: on for accounts (when notifications are "
               "enabled), off for --source.")
+@_TRUST_OPTION
 @pass_state
 def scan(
     state: _State, source_path: Path | None, account_names: tuple[str, ...], dry_run: bool,
-    as_json: bool, notify: bool | None,
+    as_json: bool, notify: bool | None, trust_ids: tuple[str, ...],
 ) -> None:
     """Scan once: read new mail, classify Meta's replies, record them in the ledger.
 
@@ -214,9 +241,16 @@ def scan(
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
     A mail is recorded once, however often it is seen.
     """
+    from optout_mail.dkim_dns import TxtLookup
     from optout_mail.ledger import Ledger
-    from optout_mail.pipeline import ScanSummary, run_source
+    from optout_mail.pipeline import ScanSummary, account_trust, run_source
+    from optout_mail.rules import Trust
 
+    if trust_ids and source_path is None:
+        raise UsageError("--trust goes with --source",
+                         hint="for an account, set trusted_authserv_ids in its config")
+    extra_ids = _authserv_ids(trust_ids)
+    dkim_dns = TxtLookup()
     settings = state.settings()
     rule_set = state.rules()
     sources = _sources(settings, rule_set, source_path, account_names)
@@ -227,9 +261,13 @@ def scan(
             notifier = _notifier(settings, ledger) if not dry_run else None
         failures: list[SourceError] = []
         for source in sources:
+            # An account's trust comes from its config; local mail's from --trust.
+            account = getattr(source, "account", None)
+            trust = account_trust(account) if account is not None else Trust(extra_ids)
             try:
                 run_source(source, rules=rule_set, ledger=ledger, clock=_now,
-                           notifier=notifier, dry_run=dry_run, summary=summary)
+                           notifier=notifier, dry_run=dry_run, summary=summary,
+                           trust=trust, dkim_dns=dkim_dns)
             except SourceError as exc:
                 failures.append(exc)
             summary.problems.extend(getattr(source, "problems", []))

@@ -25,11 +25,12 @@ from typing import IO, Any
 
 from optout_mail import sdnotify
 from optout_mail.config import Account, Settings
+from optout_mail.dkim_dns import TxtLookup
 from optout_mail.errors import AuthError, ConfigError, OptoutError, RuleError, SourceError
 from optout_mail.ledger import Ledger
 from optout_mail.model import Batch, Cursor
 from optout_mail.notify import PopupNotifier
-from optout_mail.pipeline import Notifier, run_source
+from optout_mail.pipeline import Notifier, account_trust, run_source
 from optout_mail.rules import RuleSet
 from optout_mail.sources.imap import IMAPSource
 
@@ -67,6 +68,7 @@ class Context:
     send_popup: Callable[[Any], bool] | None
     stop: threading.Event
     scan_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    dkim_dns: TxtLookup = field(default_factory=TxtLookup)
 
     def lock_for(self, account: str, folder: str) -> threading.Lock:
         return self.scan_locks.setdefault((account, folder), threading.Lock())
@@ -184,7 +186,9 @@ class FolderWatcher(threading.Thread):
                 self.context.ledger() as (ledger, notifier):
             summary = run_source(_FolderSource(imap, client, self.folder),
                                  rules=self.context.rules, ledger=ledger,
-                                 clock=self.context.clock, notifier=notifier)
+                                 clock=self.context.clock, notifier=notifier,
+                                 trust=account_trust(self.account),
+                                 dkim_dns=self.context.dkim_dns)
         self.heartbeat = time.monotonic()
         if summary.changes:
             log.info("%s/%s: %d new mail(s) from Meta recorded", self.account_name, self.folder,
@@ -372,7 +376,8 @@ class Daemon:
             try:
                 with context.ledger() as (ledger, notifier):
                     run_source(_Locked(source, context), rules=context.rules, ledger=ledger,
-                               clock=context.clock, notifier=notifier)
+                               clock=context.clock, notifier=notifier,
+                               trust=account_trust(account), dkim_dns=context.dkim_dns)
             except AuthError as exc:
                 log.error("reconciliation scan: %s", exc.message)
             except SourceError as exc:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from optout_mail.config import Account
 from optout_mail.ledger import Ledger, dedupe_key
 from optout_mail.model import Batch, Change, Cursor, Observation, RawMail
 from optout_mail.parse import parse
-from optout_mail.rules import RuleSet, classify
+from optout_mail.rules import DnsLookup, RuleSet, Trust, classify
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,11 @@ def run_source(
     notifier: Notifier | None = None,
     dry_run: bool = False,
     summary: ScanSummary | None = None,
+    trust: Trust | None = None,
+    dkim_dns: DnsLookup | None = None,
 ) -> ScanSummary:
-    """Process every batch the source yields; returns (or extends) the summary."""
+    """Process every batch the source yields; returns (or extends) the summary. `trust` says
+    whose Authentication-Results count, `dkim_dns` lets DKIM be checked locally."""
     summary = summary or ScanSummary(dry_run=dry_run)
     for batch in source.batches(lambda folder: ledger.cursor(source.name, folder)):
         folder_summary = summary.folder(source.name, batch.folder)
@@ -115,7 +119,8 @@ def run_source(
         observations = [
             obs
             for mail in batch.mails
-            if (obs := _observe(mail, source, batch.folder, folder_summary, rules)) is not None
+            if (obs := _observe(mail, source, batch.folder, folder_summary, rules, trust, dkim_dns))
+            is not None
         ]
         # The lifecycle is order-sensitive: apply a batch's mails in the order Meta sent them
         # (files and UIDs need not be in that order).
@@ -139,13 +144,25 @@ def _sent_at(observation: Observation) -> datetime:
     return observation.message.date or datetime.max.replace(tzinfo=UTC)
 
 
+def account_trust(account: Account, extra_ids: Sequence[str] = ()) -> Trust:
+    """The trust policy of an IMAP account: its configured authserv-ids (plus `extra_ids`),
+    and its IMAP host as the hint to the provider."""
+    return Trust(tuple(account.trusted_authserv_ids) + tuple(extra_ids), provider=account.host)
+
+
 def _observe(
-    mail: RawMail, source: Source, folder: str, summary: FolderSummary, rules: RuleSet
+    mail: RawMail,
+    source: Source,
+    folder: str,
+    summary: FolderSummary,
+    rules: RuleSet,
+    trust: Trust | None,
+    dkim_dns: DnsLookup | None,
 ) -> Observation | None:
     summary.examined += 1
     try:
         message = parse(mail)
-        classification = classify(message, rules)
+        classification = classify(message, rules, trust, dkim_dns=dkim_dns)
     except Exception:
         # parse() does not raise by design; this is the last line of defence so that one
         # mail can never stop a scan.

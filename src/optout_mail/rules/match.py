@@ -12,7 +12,6 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from optout_mail.model import Classification, Message
-from optout_mail.rules.authenticity import authenticity
 from optout_mail.rules.compiled import Condition, Guard, Pack, Rule, RuleSet
 from optout_mail.rules.prefilter import any_in
 
@@ -146,7 +145,7 @@ def _run(message: Message, rule_set: RuleSet, *, explain: bool) -> Explanation:
             outcome=rule.outcome,
             platform=rule.platform or platform,
             kind=rule.kind,
-            authentic=False if lookalike else authenticity(message),
+            authentic=False if lookalike else None,  # else decided by rules.trusted
             code=groups.get("code") or _extract(rule.extract_code, "code", texts),
             reference=groups.get("reference")
             or _extract(rule.extract_reference, "reference", texts),
