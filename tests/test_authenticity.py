@@ -8,11 +8,14 @@ sender domain changed to Meta's or an attacker's where a test needs it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optout_mail.model import Message, RawMail, TraceHeader
 from optout_mail.parse import parse
@@ -652,3 +655,17 @@ def test_account_trusted_authserv_ids_are_checked() -> None:
                                            provider="imap.gmail.com")  # fmt: skip
     with pytest.raises(ValidationError, match="not an authserv-id"):
         Account(**base, trusted_authserv_ids=["mx.example.org; dkim=pass"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input: the readers never raise anything but FromError.
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_readers_never_raise(text: str) -> None:
+    header = parse_auth_header(text)
+    assert all(r.method and r.result for r in header.results)
+    with contextlib.suppress(FromError):
+        strict_from((text,))
+    verdict(*GMAIL, ar(text), FOREIGN, from_headers=(text,))
