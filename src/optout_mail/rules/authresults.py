@@ -82,6 +82,8 @@ def parse_auth_header(value: str) -> AuthHeader:
 def _read_segment(segment: str, results: list[AuthResult], warnings: list[str]) -> None:
     if not segment or segment.lower() == "none":
         return
+    if _BARE_TOKEN.fullmatch(segment):
+        return  # a bare recipient-domain token (Microsoft 365): carries nothing
     pairs: list[tuple[str, str]] = []
     pos = 0
     while pos < len(segment):
@@ -95,9 +97,7 @@ def _read_segment(segment: str, results: list[AuthResult], warnings: list[str]) 
         pairs.append((key, raw[1:-1] if raw.startswith('"') else raw))
         pos = found.end()
     if not pairs:
-        if not _BARE_TOKEN.fullmatch(segment):
-            warnings.append(f"unreadable result {segment[:60]!r}")
-        return  # a bare recipient-domain token (Microsoft 365): carries nothing
+        return
     key, result = pairs[0]
     if key.startswith(_PTYPES):
         # Properties cut off from their result by a stray ";" (seen from Microsoft).
