@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from optout_mail.cli import run
-from optout_mail.rules import RuleSet, load_rule_set
+from optout_mail.rules import DnsUnavailable, RuleSet, load_rule_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -40,6 +40,16 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never ask real DNS for DKIM keys: every lookup at the edge says DNS is down."""
+
+    def unavailable(name: str, timeout: float) -> bytes | None:
+        raise DnsUnavailable("no DNS in tests")
+
+    monkeypatch.setattr("optout_mail.dkim_dns.resolve_txt", unavailable)
+
+
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The CLI configures the root logger as a program would; undo that after each test."""
     root = logging.getLogger()
@@ -54,6 +64,10 @@ def rule_set() -> RuleSet:
     return load_rule_set()
 
 
+RECEIVED = (
+    "from mx-out.facebook.com (mx-out.facebook.com [69.171.232.143]) by mx.example.org "
+    "(Postfix) with ESMTPS id 4ZDwAXijAv3yO; Tue, 20 May 2025 09:30:02 +0000"
+)
 AUTH_PASS = (
     "mx.example.org; dkim=pass header.d={domain} header.s=s2048 header.b=AbCd; "
     "spf=pass smtp.mailfrom=notification@{domain}; dmarc=pass (p=REJECT) header.from={domain}"
@@ -80,7 +94,8 @@ def make_mail(
     message_id: str | None = None,
     date: datetime | None = None,
 ) -> bytes:
-    """A mail as bytes; `auth="pass"` adds a passing Authentication-Results for the sender."""
+    """A mail as bytes; `auth="pass"` adds a passing Authentication-Results for the sender,
+    stamped (like any other `auth`) by the receiving server mx.example.org above its hop."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -92,6 +107,8 @@ def make_mail(
         msg["Authentication-Results"] = AUTH_PASS.format(domain=domain)
     elif auth:
         msg["Authentication-Results"] = auth
+    if auth:
+        msg["Received"] = RECEIVED
     if html is not None and body:
         msg.set_content(body)
         msg.add_alternative(html, subtype="html")

@@ -270,6 +270,7 @@ def test_cursor_is_saved_with_the_events_or_not_at_all(
             outcome=Outcome.RECEIVED,
             platform="facebook",
             kind=Kind.OBJECTION,
+            authentic=True,  # only an authentic mail touches a request (and its account)
             rule="x",
             language="en",
         ),

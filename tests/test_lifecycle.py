@@ -48,7 +48,8 @@ def test_notices_and_unauthentic_mails_never_change_the_ledger() -> None:
     assert not changes_ledger(O.NOTICE, True)
     assert not changes_ledger(O.HONOURED, False)
     assert not changes_ledger(None, True)
-    assert changes_ledger(O.HONOURED, None)  # no verdict to read: recorded, marked unknown
+    assert not changes_ledger(O.HONOURED, None)  # unverified: kept as evidence, fails closed
+    assert not changes_ledger(O.CODE, None)
     assert changes_ledger(O.HONOURED, True)
 
 
@@ -303,8 +304,13 @@ def test_an_unclear_mail_joins_without_moving_and_needs_authenticity() -> None:
 
 @pytest.mark.parametrize(
     "mail",
-    [_mail(None), _mail(O.NOTICE), _mail(O.HONOURED, authentic=False)],
-    ids=["no outcome", "notice", "not authentic"],
+    [
+        _mail(None),
+        _mail(O.NOTICE),
+        _mail(O.HONOURED, authentic=False),
+        _mail(O.HONOURED, authentic=None),
+    ],
+    ids=["no outcome", "notice", "not authentic", "unverified"],
 )
 def test_decide_leaves_requests_alone(mail: Classification) -> None:
     assert decide([_stored(S.RECEIVED)], mail, sent_at=SENT, now=NOW) is None

@@ -7,11 +7,12 @@ import tracemalloc
 import unicodedata
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optout_mail.model import RawMail
-from optout_mail.parse import MAX_PARSE_BYTES, html_to_text, parse, parse_auth_results
+from optout_mail.model import RawMail, TraceHeader
+from optout_mail.parse import MAX_PARSE_BYTES, html_to_text, parse, received_by
 
 
 def _parse(data: bytes):  # type: ignore[no-untyped-def]
@@ -61,26 +62,57 @@ def test_plain_part_is_preferred_over_html(mail: Callable[..., bytes]) -> None:
     assert message.text.strip() == "plain words"
 
 
-def test_topmost_authentication_results_is_read() -> None:
+def test_trace_keeps_every_authentication_results_between_the_received_hops() -> None:
     raw = (
+        b"Received: by 2002:a05:7300:1d51:b0:69f:f4c6:67b with SMTP id x;\r\n"
+        b"        Tue, 27 May 2025 02:14:10 -0700 (PDT)\r\n"
         b"Authentication-Results: mx.example.org; dkim=pass header.d=facebookmail.com;\r\n"
         b"  dmarc=pass (p=REJECT) header.from=facebookmail.com\r\n"
+        b"Received: from mx-out.facebook.com (mx-out.facebook.com [69.171.232.143])\r\n"
+        b"\tby MX.Example.ORG. (Postfix) with ESMTPS id 4ZDw\r\n"
         b"Authentication-Results: forged.example; dkim=fail header.d=facebookmail.com\r\n"
-        b"From: notification@facebookmail.com\r\n\r\nbody\r\n"
+        b"From: notification@facebookmail.com\r\n"
+        b"From: x@attacker.example\r\n\r\nbody\r\n"
     )
-    auth = _parse(raw).auth
-    assert auth is not None
-    assert auth.authserv_id == "mx.example.org"
-    assert auth.passed("dkim") == ("facebookmail.com",)
-    assert auth.passed("dmarc") == ("facebookmail.com",)
-    assert auth.failed("dkim") == ()
+    message = _parse(raw)
+    assert message.trace == (
+        TraceHeader("received", "2002:a05:7300:1d51:b0:69f:f4c6:67b"),
+        TraceHeader(
+            "auth",
+            "mx.example.org; dkim=pass header.d=facebookmail.com; "
+            "dmarc=pass (p=REJECT) header.from=facebookmail.com",
+        ),
+        TraceHeader("received", "mx.example.org"),
+        TraceHeader("auth", "forged.example; dkim=fail header.d=facebookmail.com"),
+    )
+    assert message.from_headers == ("notification@facebookmail.com", "x@attacker.example")
+    assert message.raw == raw
 
 
-def test_auth_results_with_header_i_and_garbage() -> None:
-    auth = parse_auth_results("mx.google.com; dkim=fail header.i=@mail.instagram.com")
-    assert auth is not None and auth.failed("dkim") == ("mail.instagram.com",)
-    assert parse_auth_results("garbage ;;; ===") is None
-    assert parse_auth_results("") is None
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        (
+            "from a.example (a.example [192.0.2.1]) by mx.example.org (Postfix) with ESMTPS",
+            "mx.example.org",
+        ),
+        (
+            "from x (helo said: by evil.example) by mx.example.org; Tue, 1 Jan 2025",
+            "mx.example.org",
+        ),
+        ("from localhost (localhost [127.0.0.1]) by 10.217.137.25 with SMTPs", "10.217.137.25"),
+        ("from mx6 ([10.202.2.205])\n  by compute3.internal (LMTPProxy); Tue", "compute3.internal"),
+        ("from pop.example by mx.google.com with POP3 id d2e1a72", "mx.google.com"),
+        ("from somewhere with SMTP; Tue, 27 May 2025", ""),
+    ],
+)
+def test_received_by_host(value: str, host: str) -> None:
+    assert received_by(value) == host
+
+
+def test_raw_utf8_from_header_is_kept_as_text() -> None:
+    raw = "From: Facebook <x@f\u0430cebookmail.com>\r\nSubject: x\r\n\r\nbody\r\n"
+    assert _parse(raw.encode()).from_headers == ("Facebook <x@f\u0430cebookmail.com>",)
 
 
 def test_missing_message_id_gets_a_stable_content_key() -> None:

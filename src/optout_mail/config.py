@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import socket
 import stat
 import tomllib
@@ -41,6 +42,8 @@ APP_NAME = "optout-mail"
 ENV_PREFIX = "OPTOUT_MAIL_"
 CONFIG_ENV = "OPTOUT_MAIL_CONFIG"
 ACCOUNT_NAME = r"^[a-z0-9]+(_[a-z0-9]+)*$"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+AUTHSERV_ID = rf"(\*\.)?{_LABEL}(\.{_LABEL})*"  # a host name, or *.suffix
 DEFAULT_SINCE = date(2024, 5, 1)  # Meta's first objection wave started in May 2024
 
 
@@ -74,6 +77,20 @@ class Account(BaseModel):
     ca_file: Path | None = None
     since: date = DEFAULT_SINCE  # how far back the first scan of a folder looks
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Authserv-ids whose Authentication-Results to believe (exact, or "*.suffix"; "" is the
+    # header without an id that Microsoft writes). Default: known providers, else learned.
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_authserv_ids")
+    @classmethod
+    def _check_authserv_ids(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item and not re.fullmatch(AUTHSERV_ID, item):
+                raise ValueError(
+                    f"{item!r} is not an authserv-id: give a host name like mx.example.org, "
+                    "a pattern like *.example.org, or \"\" for Microsoft's header without one"
+                )
+        return [item.lower() for item in value]
 
     @field_validator("ca_file")
     @classmethod

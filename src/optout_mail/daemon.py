@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from optout_mail import sdnotify, wiring
 from optout_mail.config import Settings
+from optout_mail.dkim_dns import TxtLookup
 from optout_mail.errors import (
     AuthError,
     ConfigError,
@@ -68,6 +69,7 @@ class Context:
     send_popup: SendPopup | None
     stop: threading.Event
     scan_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    dkim_dns: TxtLookup = field(default_factory=TxtLookup)  # caches keys across scans
 
     def lock_for(self, account: str, folder: str) -> threading.Lock:
         return self.scan_locks.setdefault((account, folder), threading.Lock())
@@ -93,6 +95,7 @@ def reconcile(context: Context) -> None:
                     ledger=ledger,
                     clock=context.clock,
                     notifier=notifier,
+                    dkim_dns=context.dkim_dns,
                 )
         except AuthError as exc:
             log.error("reconciliation scan: %s", exc.message)
@@ -200,6 +203,7 @@ class FolderWatcher(threading.Thread):
                 ledger=ledger,
                 clock=context.clock,
                 notifier=notifier,
+                dkim_dns=context.dkim_dns,
             )
         self._beat()
         if summary.changes:

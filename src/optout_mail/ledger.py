@@ -117,9 +117,13 @@ class RecordResult:
 
 
 def dedupe_key(message: Message, classification: Classification) -> str:
-    """What makes a mail "the same mail" in the ledger: its Message-ID, unless it is forged."""
+    """What makes a mail "the same mail" in the ledger: its Message-ID, unless it is forged or
+    unverified (a copy that cannot be verified must not shadow the real mail, nor a verdict
+    that comes later, e.g. once DNS answers)."""
     if classification.authentic is False:
         return f"unauthentic:{message.from_address}:{message.message_id}"
+    if classification.authentic is None:
+        return f"unverified:{message.from_address}:{message.message_id}"
     return message.message_id
 
 

@@ -47,13 +47,14 @@ def next_state(current: State, outcome: Outcome) -> State:
 def changes_ledger(outcome: Outcome | None, authentic: bool | None) -> bool:
     """Whether a classified mail may touch a request at all.
 
-    Announcements are not answers, and a mail that failed authentication (or came from a
-    lookalike domain) is kept as evidence but never moves a request.
+    Announcements are not answers. Authenticity fails closed: only a mail shown to be
+    authentic moves a request; one that failed, or could not be verified, or came from a
+    lookalike domain, is kept as evidence and moves nothing.
     """
     return (
         outcome is not None
         and outcome not in (Outcome.NOTICE, Outcome.UNCLEAR)
-        and authentic is not False
+        and authentic is True
     )
 
 

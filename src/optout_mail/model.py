@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 
 class Outcome(StrEnum):
@@ -77,36 +78,12 @@ class RawMail:
 
 
 @dataclass(frozen=True)
-class AuthVerdict:
-    """One result of an Authentication-Results header, e.g. dkim=pass for facebookmail.com."""
+class TraceHeader:
+    """One trace header of a mail, top to bottom: a Received hop (`value` = its `by` host,
+    lower-case, "" when it names none) or an Authentication-Results header (its raw value)."""
 
-    method: str  # dkim | spf | dmarc | arc | ...
-    result: str  # pass | fail | none | neutral | ...
-    domain: str | None  # header.d / header.i / header.from / smtp.mailfrom, lower-case
-
-
-@dataclass(frozen=True)
-class AuthResults:
-    """The topmost Authentication-Results header: the one the user's own provider added."""
-
-    authserv_id: str
-    verdicts: tuple[AuthVerdict, ...]
-
-    def passed(self, method: str) -> tuple[str, ...]:
-        """Domains for which `method` passed."""
-        return tuple(
-            v.domain
-            for v in self.verdicts
-            if v.method == method and v.result == "pass" and v.domain
-        )
-
-    def failed(self, method: str) -> tuple[str, ...]:
-        """Domains (or "" when none is named) for which `method` failed."""
-        return tuple(
-            v.domain or ""
-            for v in self.verdicts
-            if v.method == method and v.result in ("fail", "permerror", "softfail")
-        )
+    kind: Literal["received", "auth"]
+    value: str
 
 
 @dataclass(frozen=True)
@@ -123,8 +100,10 @@ class Message:
     html: str = ""  # the raw HTML part when there is a plain part too (read only when needed)
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
-    auth: AuthResults | None = None
+    trace: tuple[TraceHeader, ...] = ()  # Received hops and Authentication-Results, in order
+    from_headers: tuple[str, ...] = ()  # every From header's raw value, undecoded
     defects: tuple[str, ...] = ()
+    raw: bytes = field(default=b"", repr=False, compare=False)  # for local DKIM checks
 
     @property
     def from_domain(self) -> str:

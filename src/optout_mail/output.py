@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from optout_mail.model import Change, EventView, RequestView, platform_name, request_label
+from optout_mail.model import (
+    Change,
+    EventView,
+    Outcome,
+    RequestView,
+    platform_name,
+    request_label,
+)
 from optout_mail.pipeline import ScanSummary
 
 if TYPE_CHECKING:
@@ -60,6 +67,11 @@ def explanation_lines(explanation: Explanation) -> list[str]:
     winner = explanation.classification.rule
     if winner:
         lines.append(f"  -> {winner} wins (highest priority among the matching rules)")
+    lines.extend(
+        f"  {note}"
+        for note in explanation.classification.notes
+        if note.startswith(("authenticity:", "warning:"))
+    )
     return lines
 
 
@@ -118,11 +130,11 @@ def describe_change(change: Change) -> str:
     """One line in plain words: what a recorded mail did."""
     event = change.event
     if change.request is None:
-        why = (
-            "failed the authenticity check: possible phishing, the ledger is unchanged"
-            if event.authentic is False
-            else "changed no request"
-        )
+        why = "changed no request"
+        if event.authentic is False:
+            why = "failed the authenticity check: possible phishing, the ledger is unchanged"
+        elif event.authentic is None and event.outcome is not Outcome.NOTICE:
+            why = "could not be verified as Meta's: kept as evidence, the ledger is unchanged"
         return f"{event.outcome} from {event.sender} {why}"
     request = change.request
     line = f"#{request.id} {request_label(request.platform, request.kind)} ({request.account}): "

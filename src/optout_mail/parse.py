@@ -1,7 +1,8 @@
 """Bytes to `Message`: mail-parser does the MIME work, this module picks what the rules need.
 
-HTML-only mails become readable text; the topmost Authentication-Results header becomes
-verdicts. Whatever the input, `parse` returns a `Message`: problems end up in `defects`.
+HTML-only mails become readable text; Received hops, Authentication-Results and From headers
+are kept raw for the authenticity check, which reads them only for mails a rule matched.
+Whatever the input, `parse` returns a `Message`: problems end up in `defects`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import email.policy
 import email.utils
 import hashlib
 import logging
+import re
 import warnings
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
@@ -18,7 +20,7 @@ from email.message import Message as StdMessage
 from typing import Any
 
 from optout_mail.htmltext import html_to_text
-from optout_mail.model import AuthResults, AuthVerdict, Message, RawMail
+from optout_mail.model import Message, RawMail, TraceHeader
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,15 @@ def parse(raw: RawMail) -> Message:
         defects.append(f"truncated: only the first {MAX_PARSE_BYTES} bytes were parsed")
     if data.lower().count(b"boundary=") > MAX_MIME_BOUNDARIES:
         defects.append(f"more than {MAX_MIME_BOUNDARIES} MIME boundaries; headers only")
-        return _parse_headers_only(data, defects)
+        return _parse_headers_only(data, defects, raw.data)
     try:
-        return _parse_with_mailparser(data, defects)
+        return _parse_with_mailparser(data, defects, raw.data)
     except Exception as exc:  # mail-parser raises many types on hostile input
         defects.append(f"unparseable MIME structure ({type(exc).__name__}); headers only")
-        return _parse_headers_only(data, defects)
+        return _parse_headers_only(data, defects, raw.data)
 
 
-def _parse_with_mailparser(data: bytes, defects: list[str]) -> Message:
+def _parse_with_mailparser(data: bytes, defects: list[str], raw: bytes) -> Message:
     import mailparser  # imported here: it costs ~40 ms and most commands do not parse mail
 
     with warnings.catch_warnings():
@@ -78,12 +80,14 @@ def _parse_with_mailparser(data: bytes, defects: list[str]) -> Message:
         html=html,
         in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
         references=tuple(_header_text(std.get("References")).split()),
-        auth=parse_auth_results(_header_text(std.get("Authentication-Results"))),
+        trace=trace_headers(std),
+        from_headers=_raw_values(std, "from"),
         defects=tuple(defects),
+        raw=raw,
     )
 
 
-def _parse_headers_only(data: bytes, defects: list[str]) -> Message:
+def _parse_headers_only(data: bytes, defects: list[str], raw: bytes) -> Message:
     header_block = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     std = email.message_from_bytes(header_block + b"\n\n", policy=email.policy.compat32)
     from_name, from_address = _first_address([], std.get("From"))
@@ -103,38 +107,52 @@ def _parse_headers_only(data: bytes, defects: list[str]) -> Message:
         text="",
         in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
         references=tuple(_header_text(std.get("References")).split()),
-        auth=parse_auth_results(_header_text(std.get("Authentication-Results"))),
+        trace=trace_headers(std),
+        from_headers=_raw_values(std, "from"),
         defects=tuple(defects),
+        raw=raw,
     )
 
 
-def parse_auth_results(value: str) -> AuthResults | None:
-    """Parse one Authentication-Results header value (RFC 8601); None when absent or unreadable."""
-    if not value.strip():
-        return None
-    import authres
+_COMMENT = re.compile(r"\([^()]*\)")
+_BY_HOST = re.compile(r"(?:^|\s)by\s+([^\s;()]+)", re.IGNORECASE)
 
+
+def trace_headers(std: StdMessage) -> tuple[TraceHeader, ...]:
+    """Received hops (their `by` host) and Authentication-Results values, top to bottom."""
+    trace: list[TraceHeader] = []
+    for name, value in std.raw_items():
+        lower = name.lower()
+        if lower == "received":
+            trace.append(TraceHeader("received", received_by(_text(value))))
+        elif lower == "authentication-results":
+            trace.append(TraceHeader("auth", _one_line(_text(value))))
+    return tuple(trace)
+
+
+def received_by(value: str) -> str:
+    """The host named in the `by` clause of a Received value, lower-case ("" for none)."""
+    text = " ".join(value.split())
+    while True:  # comments may nest, and may say "by" themselves
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    found = _BY_HOST.search(text.partition(";")[0])
+    return found.group(1).lower().rstrip(".") if found else ""
+
+
+def _raw_values(std: StdMessage, header: str) -> tuple[str, ...]:
+    return tuple(_text(v) for n, v in std.raw_items() if n.lower() == header)
+
+
+def _text(value: object) -> str:
+    """A raw header value as text: undecoded, raw UTF-8 (RFC 6532) read as such."""
+    text = str(value)
     try:
-        header = authres.AuthenticationResultsHeader.parse_value(_one_line(value))
-    except Exception:  # authres raises its own SyntaxError and sometimes plain ValueError
-        return None
-    verdicts = []
-    for result in header.results:
-        domain = None
-        for prop in result.properties:
-            if (prop.type, prop.name) in (
-                ("header", "d"),
-                ("header", "i"),
-                ("header", "from"),
-                ("smtp", "mailfrom"),
-            ) and prop.value:
-                domain = str(prop.value).rpartition("@")[2].strip().lower() or None
-                break
-        verdicts.append(
-            AuthVerdict(method=str(result.method).lower(), result=str(result.result).lower(),
-                        domain=domain)
-        )
-    return AuthResults(authserv_id=str(header.authserv_id or ""), verdicts=tuple(verdicts))
+        return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text
 
 
 def _first_address(parsed: list[Any], raw_header: object) -> tuple[str, str]:

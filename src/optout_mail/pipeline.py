@@ -17,7 +17,7 @@ from optout_mail.errors import SourceError
 from optout_mail.ledger import Ledger, dedupe_key
 from optout_mail.model import Batch, Change, Cursor, Observation, RawMail
 from optout_mail.parse import parse
-from optout_mail.rules import RuleSet, classify
+from optout_mail.rules import DnsLookup, RuleSet, Trust, classify
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class Source(Protocol):
     @property
     def problems(self) -> list[str]:
         """What could not be read (files, folders); the pass went on without it."""
+
+    @property
+    def trust(self) -> Trust:
+        """Whose Authentication-Results count for this source's mail (its provider's)."""
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]: ...
 
@@ -138,6 +142,7 @@ def run_sources(
     clock: Callable[[], datetime],
     notifier: Notifier | None = None,
     dry_run: bool = False,
+    dkim_dns: DnsLookup | None = None,
 ) -> ScanSummary:
     """`run_source` for each source in turn. A source that fails is noted in the summary's
     `failures` (its `problems` in `problems`) and the others are still read."""
@@ -153,6 +158,7 @@ def run_sources(
                 notifier=notifier,
                 dry_run=dry_run,
                 summary=summary,
+                dkim_dns=dkim_dns,
             )
         except SourceError as exc:
             summary.failures.append(SourceFailure(source.name, exc))
@@ -169,8 +175,11 @@ def run_source(
     notifier: Notifier | None = None,
     dry_run: bool = False,
     summary: ScanSummary | None = None,
+    dkim_dns: DnsLookup | None = None,
 ) -> ScanSummary:
-    """Process every batch the source yields; returns (or extends) the summary."""
+    """Process every batch the source yields; returns (or extends) the summary. The source's
+    `trust` says whose Authentication-Results count; `dkim_dns` lets DKIM be checked locally
+    where no trusted header speaks."""
     summary = summary or ScanSummary(dry_run=dry_run)
     for batch in source.batches(lambda folder: ledger.cursor(source.name, folder)):
         folder_summary = summary.folder(source.name, batch.folder)
@@ -178,7 +187,8 @@ def run_source(
         observations = [
             obs
             for mail in batch.mails
-            if (obs := _observe(mail, source, batch.folder, folder_summary, rules)) is not None
+            if (obs := _observe(mail, source, batch.folder, folder_summary, rules, dkim_dns))
+            is not None
         ]
         # The lifecycle is order-sensitive: apply a batch's mails in the order Meta sent them
         # (files and UIDs need not be in that order).
@@ -203,12 +213,17 @@ def _sent_at(observation: Observation) -> datetime:
 
 
 def _observe(
-    mail: RawMail, source: Source, folder: str, summary: FolderSummary, rules: RuleSet
+    mail: RawMail,
+    source: Source,
+    folder: str,
+    summary: FolderSummary,
+    rules: RuleSet,
+    dkim_dns: DnsLookup | None,
 ) -> Observation | None:
     summary.examined += 1
     try:
         message = parse(mail)
-        classification = classify(message, rules)
+        classification = classify(message, rules, source.trust, dkim_dns=dkim_dns)
     except Exception:
         # parse() does not raise by design; this is the last line of defence so that one
         # mail can never stop a scan.

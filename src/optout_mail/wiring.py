@@ -16,7 +16,7 @@ from optout_mail.errors import ConfigError, UsageError
 from optout_mail.ledger import Ledger
 from optout_mail.notify import PopupNotifier
 from optout_mail.pipeline import Source
-from optout_mail.rules import RuleSet
+from optout_mail.rules import RuleSet, Trust
 from optout_mail.sources.imap import IMAPSource
 from optout_mail.sources.local import LocalSource
 
@@ -41,12 +41,18 @@ def account_sources(settings: Settings, rules: RuleSet) -> list[IMAPSource]:
 
 
 def scan_sources(
-    settings: Settings, rules: RuleSet, source_path: Path | None, names: Sequence[str] = ()
+    settings: Settings,
+    rules: RuleSet,
+    source_path: Path | None,
+    names: Sequence[str] = (),
+    *,
+    trust_ids: Sequence[str] = (),
 ) -> list[Source]:
-    """What `scan` reads: the local mail at `source_path`, or the accounts (only `names`, if
-    given). Raises ConfigError without accounts, UsageError for an unknown name."""
+    """What `scan` reads: the local mail at `source_path` (trusting `trust_ids`), or the
+    accounts (only `names`, if given). Raises ConfigError without accounts, UsageError for an
+    unknown name."""
     if source_path is not None:
-        return [LocalSource(source_path)]
+        return [LocalSource(source_path, trust=Trust(tuple(trust_ids)))]
     if not settings.accounts:
         raise ConfigError(
             "no accounts are configured",

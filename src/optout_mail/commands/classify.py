@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from optout_mail.commands.state import State, pass_state, print_json_line
+from optout_mail.commands.state import (
+    TRUST_OPTION,
+    State,
+    authserv_ids,
+    pass_state,
+    print_json_line,
+)
 from optout_mail.errors import SourceError
 from optout_mail.model import NO_MATCH
 
@@ -16,18 +22,25 @@ from optout_mail.model import NO_MATCH
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
 @click.option("--explain", is_flag=True, help="Show which rule matched, what held, what blocked.")
+@TRUST_OPTION
 @pass_state
-def classify(state: State, files: tuple[Path, ...], as_json: bool, explain: bool) -> None:
+def classify(
+    state: State, files: tuple[Path, ...], as_json: bool, explain: bool, trust_ids: tuple[str, ...]
+) -> None:
     """Say what each mail FILE (.eml) means. Reads no mailbox and writes no ledger.
 
     A file that cannot be read still gets its line, with an error.
     """
+    from optout_mail.dkim_dns import TxtLookup
     from optout_mail.model import RawMail
     from optout_mail.output import describe_classification, explanation_lines
     from optout_mail.parse import parse
+    from optout_mail.rules import Trust
     from optout_mail.rules import explain as explain_mail
 
     rule_set = state.rules()
+    trust = Trust(authserv_ids(trust_ids))
+    dkim_dns = TxtLookup()
     failures = 0
     for path in files:
         try:
@@ -41,7 +54,7 @@ def classify(state: State, files: tuple[Path, ...], as_json: bool, explain: bool
                 click.echo(f"{path}: error: {error}", err=True)
             continue
         message = parse(RawMail(data=data, origin=str(path)))
-        explanation = explain_mail(message, rule_set)
+        explanation = explain_mail(message, rule_set, trust, dkim_dns=dkim_dns)
         result = explanation.classification
         if as_json:
             print_json_line({"path": str(path), **result.as_json()})

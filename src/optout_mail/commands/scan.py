@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from optout_mail.commands.state import State, now, pass_state
+from optout_mail.commands.state import TRUST_OPTION, State, authserv_ids, now, pass_state
+from optout_mail.errors import UsageError
 
 
 @click.command()
@@ -31,6 +32,7 @@ from optout_mail.commands.state import State, now, pass_state
     help="Pop up what changed. Default: on for accounts (when notifications are "
     "enabled), off for --source.",
 )
+@TRUST_OPTION
 @pass_state
 def scan(
     state: State,
@@ -39,6 +41,7 @@ def scan(
     dry_run: bool,
     as_json: bool,
     notify: bool | None,
+    trust_ids: tuple[str, ...],
 ) -> None:
     """Scan once: read new mail, classify Meta's replies, record them in the ledger.
 
@@ -47,15 +50,29 @@ def scan(
     A mail is recorded once, however often it is seen.
     """
     from optout_mail import wiring
+    from optout_mail.dkim_dns import TxtLookup
     from optout_mail.pipeline import run_sources
 
+    if trust_ids and source_path is None:
+        raise UsageError(
+            "--trust goes with --source",
+            hint="for an account, set trusted_authserv_ids in its config",
+        )
     settings = state.settings()
     rule_set = state.rules()
-    sources = wiring.scan_sources(settings, rule_set, source_path, account_names)
+    sources = wiring.scan_sources(
+        settings, rule_set, source_path, account_names, trust_ids=authserv_ids(trust_ids)
+    )
     notify = not dry_run and (notify or (notify is None and source_path is None))
     with wiring.open_ledger(settings, clock=now, notify=notify) as (ledger, notifier):
         summary = run_sources(
-            sources, rules=rule_set, ledger=ledger, clock=now, notifier=notifier, dry_run=dry_run
+            sources,
+            rules=rule_set,
+            ledger=ledger,
+            clock=now,
+            notifier=notifier,
+            dry_run=dry_run,
+            dkim_dns=TxtLookup(),
         )
         requests = ledger.requests(now=now())
     if summary.failures and summary.sources == 1 and not summary.folders:

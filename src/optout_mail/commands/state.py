@@ -55,3 +55,29 @@ def now() -> datetime:
 
 def print_json_line(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+TRUST_OPTION = click.option(
+    "--trust",
+    "trust_ids",
+    multiple=True,
+    metavar="ID",
+    help="Believe the Authentication-Results of this authserv-id (e.g. mx.example.org, or "
+    "*.example.org; repeatable). Default: the known providers, else the receiving server.",
+)
+
+
+def authserv_ids(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The `--trust` values, checked. Raises UsageError for one that is not a host name."""
+    import re
+
+    from optout_mail.config import AUTHSERV_ID
+    from optout_mail.errors import UsageError
+
+    for value in values:
+        if value and not re.fullmatch(AUTHSERV_ID, value):
+            raise UsageError(
+                f"--trust {value!r} is not an authserv-id",
+                hint="give a host name like mx.example.org or a pattern like *.example.org",
+            )
+    return tuple(v.lower() for v in values)

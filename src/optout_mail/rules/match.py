@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass, field
 
 from optout_mail.model import Classification, Message, Outcome
-from optout_mail.rules.authenticity import authenticity
 from optout_mail.rules.compiled import Clause, Condition, Guard, Pack, Rule, RuleSet, TermSet
 from optout_mail.rules.extract import extract_code, extract_reference
 from optout_mail.rules.prefilter import any_in
@@ -225,7 +224,7 @@ def _resolve(
         outcome=outcome,
         platform=rule.platform or platform,
         kind=rule.kind,
-        authentic=False if lookalike else authenticity(message),
+        authentic=False if lookalike else None,  # else decided by rules.trusted
         code=code if outcome is Outcome.CODE else None,
         reference=reference,
         rule=rule.id,

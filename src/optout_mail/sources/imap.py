@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from optout_mail.config import Account
 from optout_mail.errors import ConnectionLost, SourceError
 from optout_mail.model import Batch, Cursor, RawMail
+from optout_mail.rules import Trust
 from optout_mail.sources.credentials import password_for
 from optout_mail.sources.imap_connect import clean, connect, logout
 
@@ -50,6 +51,11 @@ class IMAPSource:
     @property
     def address(self) -> str | None:
         return self.account.address.lower() if self.account.address else None
+
+    @property
+    def trust(self) -> Trust:
+        """The account's configured authserv-ids, and its IMAP host as the provider hint."""
+        return Trust(tuple(self.account.trusted_authserv_ids), provider=self.account.host)
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
         with self.session() as session:
@@ -297,6 +303,10 @@ class SessionFolder:
     def problems(self) -> list[str]:
         return self.session.source.problems
 
+    @property
+    def trust(self) -> Trust:
+        return self.session.source.trust
+
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
         return self.session.folder_batches(self.folder, cursor_for(self.folder))
 
@@ -319,6 +329,10 @@ class LockedAccount:
     @property
     def problems(self) -> list[str]:
         return self.source.problems
+
+    @property
+    def trust(self) -> Trust:
+        return self.source.trust
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
         with self.source.session() as session:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from optout_mail.errors import SourceError
 from optout_mail.model import Batch, Cursor, RawMail
+from optout_mail.rules import Trust
 
 BATCH_SIZE = 200  # mails per ledger transaction
 
@@ -28,6 +29,8 @@ class LocalSource:
     path: Path
     problems: list[str] = field(default_factory=list)
     address: str | None = None  # requests are keyed by each mail's To address
+    # Local mail has no account: trust what `--trust` names, else the receiving server's stamp.
+    trust: Trust = field(default_factory=Trust)
 
     @property
     def name(self) -> str:
