@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,24 @@ class Running:
     def append(self, name: str, folder: str = "INBOX") -> None:
         self.server.append(self.user, folder, (SAMPLES / name).read_bytes())
 
+    def append_fresh(self, name: str, folder: str = "INBOX") -> None:
+        """A sample re-dated to now, as Meta's code mail is while the form is still open."""
+        self.server.append(self.user, folder, redated(SAMPLES / name))
+
+
+def redated(path: Path) -> bytes:
+    from email.utils import format_datetime
+
+    data = path.read_bytes()
+    head, sep, body = data.partition(b"\n\n")
+    lines = [
+        b"Date: " + format_datetime(datetime.now(UTC)).encode()
+        if line.startswith(b"Date:")
+        else line
+        for line in head.split(b"\n")
+    ]
+    return b"\n".join(lines) + sep + body
+
 
 @pytest.fixture
 def daemon(server: Dovecot, popups: NotificationServer, tmp_path: Path) -> Iterator[Running]:
@@ -143,7 +162,7 @@ def test_a_code_shows_in_the_popup_and_refusals_are_critical(
     daemon: Running, popups: NotificationServer
 ) -> None:
     daemon.start()
-    daemon.append("meta/en/code.eml")
+    daemon.append_fresh("meta/en/code.eml")
     (code,) = popups.received(min_count=1, timeout=PUSH_WAIT)
     assert "483920" in code.summary
     daemon.append("meta/en/tp-rejected.eml", folder="Junk")  # Meta's mail landed in spam
