@@ -377,3 +377,21 @@ def test_ids_are_never_reused_after_forget(ledger: Ledger, mail: Callable[..., b
     assert second.event.id != first.event.id
     assert second.request is not None and second.request.id != first.request.id
     assert not ledger.popup_shown(f"event:{second.event.id}")
+
+
+def test_the_user_can_accept_an_unverified_mail_but_not_a_forged_one(
+    ledger: Ledger, mail: Callable[..., bytes]
+) -> None:
+    unverified = observation(mail(date=MAY(9)), Outcome.HONOURED, authentic=None)
+    forged = observation(mail(date=MAY(9)), Outcome.HONOURED, authentic=False)
+    ledger.record([unverified, forged], now=NOW)
+    assert ledger.requests(now=NOW) == [], "fail closed: nothing moved"
+    pending, phishing = ledger.unattached_events()
+    change = ledger.confirm(pending.id, now=NOW)
+    assert change.request is not None and change.request.state == "honoured"
+    (event,) = change.request.events
+    assert event.note and "accepted by the user" in event.note
+    with pytest.raises(UsageError, match="already part of request"):
+        ledger.confirm(pending.id, now=NOW)
+    with pytest.raises(UsageError, match="failed the authenticity check"):
+        ledger.confirm(phishing.id, now=NOW)

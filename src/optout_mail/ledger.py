@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optout_mail import lifecycle
-from optout_mail.errors import LedgerError, UnknownRequest
+from optout_mail.errors import LedgerError, UnknownRequest, UsageError
 from optout_mail.model import (
     Change,
     Classification,
@@ -96,6 +96,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN reference TEXT;
     ALTER TABLE requests ADD COLUMN state_at TEXT;
     ALTER TABLE events ADD COLUMN note TEXT;
+    -- What an unverified mail would be about, so that the user can accept it later.
+    ALTER TABLE events ADD COLUMN platform TEXT;
+    ALTER TABLE events ADD COLUMN kind TEXT;
+    ALTER TABLE events ADD COLUMN account TEXT;
+    ALTER TABLE events ADD COLUMN extends_deadline INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN confirmed_at TEXT;  -- the user accepted it (requests confirm)
     UPDATE requests SET state_at = (
         SELECT max(received_at) FROM events
         WHERE events.request_id = requests.id AND events.state_before IS NOT events.state_after
@@ -285,8 +291,9 @@ class Ledger:
         cur = self._db.execute(
             """INSERT INTO events (request_id, message_id, dedupe_key, outcome, authentic, rule,
                    language, code, reference, sender, subject, received_at, recorded_at, source,
-                   folder, uid, uidvalidity, state_before, state_after, note)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   folder, uid, uidvalidity, state_before, state_after, note, platform, kind,
+                   account, extends_deadline)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 request_id,
                 message.message_id,
@@ -308,6 +315,10 @@ class Ledger:
                 decision.state_before.value if decision else None,
                 decision.state_after.value if decision else None,
                 decision.note if decision else None,
+                c.platform,
+                c.kind.value,
+                obs.account_address,
+                int(c.extends_deadline),
             ),
         )
         event = self._event(int(cur.lastrowid or 0))
@@ -406,6 +417,52 @@ class Ledger:
             )
         return self.request(int(cur.lastrowid or 0), now=now)
 
+    def confirm(self, event_id: int, *, now: datetime) -> Change:
+        """The user accepts an unverified mail: it moves its request as an authentic one would,
+        and the event says it was the user's decision. Raises UsageError when there is nothing
+        to accept (no such event, already applied, or a mail that failed authentication)."""
+        with self._transaction():
+            row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+            problem = _why_not_confirmable(row, event_id)
+            if problem:
+                raise UsageError(problem, hint="`optout-mail requests show ID` lists the events")
+            kind = Kind(row["kind"])
+            classification = Classification(
+                outcome=Outcome(row["outcome"]),
+                platform=row["platform"],
+                kind=kind,
+                authentic=True,  # the user's word stands in for the missing verdict
+                reference=row["reference"],
+                extends_deadline=bool(row["extends_deadline"]),
+            )
+            sent = _parse_iso(row["received_at"]) if row["received_at"] else None
+            decision = lifecycle.decide(
+                self._stored_requests(row["platform"], row["account"], kind),
+                classification,
+                sent_at=sent,
+                now=now,
+            )
+            request_id = self._apply(decision, row["platform"], row["account"], kind, now)
+            note = f"accepted by the user on {now.date().isoformat()}"
+            self._db.execute(
+                """UPDATE events SET request_id = ?, state_before = ?, state_after = ?,
+                       note = ?, confirmed_at = ? WHERE id = ?""",
+                (
+                    request_id,
+                    decision.state_before.value if decision else None,
+                    decision.state_after.value if decision else None,
+                    note
+                    if decision is None or decision.note is None
+                    else f"{note}; {decision.note}",
+                    _iso(now),
+                    event_id,
+                ),
+            )
+        event = self._event(event_id)
+        request = self.request(request_id, now=now) if request_id is not None else None
+        moved = decision is not None and decision.moves
+        return Change(event=event, request=request, state_changed=moved)
+
     def forget(self, request_id: int) -> None:
         with self._transaction():
             cur = self._db.execute("DELETE FROM requests WHERE id = ?", (request_id,))
@@ -466,6 +523,18 @@ class Ledger:
                 "INSERT OR REPLACE INTO popups (key, shown_at, delivered) VALUES (?, ?, ?)",
                 (key, _iso(now), int(delivered)),
             )
+
+
+def _why_not_confirmable(row: sqlite3.Row | None, event_id: int) -> str | None:
+    if row is None:
+        return f"there is no event {event_id}"
+    if row["authentic"] == 0:
+        return f"event {event_id} failed the authenticity check: it is not from Meta"
+    if row["request_id"] is not None or row["confirmed_at"]:
+        return f"event {event_id} is already part of request #{row['request_id']}"
+    if row["kind"] is None or row["outcome"] in (Outcome.NOTICE.value,):
+        return f"event {event_id} is not an answer to a request"
+    return None
 
 
 def _event_view(row: sqlite3.Row) -> EventView:

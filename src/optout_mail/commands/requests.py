@@ -118,3 +118,37 @@ def requests_forget(state: State, request_id: int) -> None:
     with Ledger(state.settings().ledger_path) as ledger:
         ledger.forget(request_id)
     click.echo(f"Forgot request #{request_id}.")
+
+
+@requests.command("confirm")
+@click.argument("event_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON afterwards.")
+@pass_state
+def requests_confirm(state: State, event_id: int, as_json: bool) -> None:
+    """Accept a mail that could not be verified, as your own decision.
+
+    A reply whose authenticity could not be established (no trusted Authentication-Results,
+    no DKIM key to check) is kept as evidence but moves nothing. If you have checked it
+    yourself, e.g. in "Emails from Facebook" in the app's settings, accept it here: it then
+    moves its request, and the ledger records that you accepted it. A mail that FAILED the
+    check cannot be accepted.
+
+    \b
+    Example:
+      optout-mail requests show 3        # find the event id of the unverified mail
+      optout-mail requests confirm 17
+    """
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        change = ledger.confirm(event_id, now=now())
+    request = change.request
+    if as_json:
+        click.echo(json.dumps(request.as_json() if request else None, ensure_ascii=False))
+    elif request is None:
+        click.echo(f"Accepted event {event_id}; it belongs to no request.")
+    else:
+        click.echo(
+            f"Accepted event {event_id} as your decision: request #{request.id} is now "
+            f"{request.state.value}."
+        )

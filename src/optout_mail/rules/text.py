@@ -101,7 +101,8 @@ def _starts_header_block(lines: list[str], index: int) -> bool:
     return any(_SENT_LINE.match(line) for line in lines[index + 1 : index + 3])
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s+[-–—•|]\s+")
+# A sentence ends at . ! ? ; followed by space, also behind a closing quote (`.” Then`).
+_SENTENCE_END = re.compile(r"(?<=[.!?;])['\"”’»)]*\s+|\s+[-–—•|]\s+")
 
 
 def sentences(text: str) -> list[str]:
