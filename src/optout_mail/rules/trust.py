@@ -83,10 +83,14 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         domains = {org}
         ids = (top, org, f"*.{org}")
     inside, provider_hop_at = _block(trace, domains)
-    if provider_hop_at is None:
+    own_hops = any(entry.kind == "received" for entry in inside)
+    # Yahoo and iCloud name their own hops only by internal names or IP literals; a table
+    # provider needs some hop of its own above the mail, a self-hosted one a named hop.
+    table_provider = provider is not None and provider.key != "microsoft"
+    if provider_hop_at is None and not (table_provider and own_hops):
         why = f"no Received hop of the provider ({', '.join(sorted(domains))}) above the mail"
         return Block(name, (), (why,), ())
-    if provider is None or provider.key == "microsoft":
+    if (provider is None or provider.key == "microsoft") and provider_hop_at is not None:
         # Milters (self-hosted) and Exchange stamp their results above the hop where they
         # took the mail in: anything below that hop came with the mail.
         inside = inside[:provider_hop_at]
@@ -120,8 +124,7 @@ def _block(
         if entry.kind == "received":
             host = entry.value
             if not _is_named(host):
-                if not host:
-                    break  # a hop that names no server cannot be the provider's
+                pass  # an internal hop (or one that names no server: a local re-injection)
             elif _in_domains(host, domains):
                 lowest = len(inside)
             else:
