@@ -176,7 +176,10 @@ def _run(message: Message, rule_set: RuleSet, *, explain: bool) -> Explanation:
     traces: list[RuleTrace] = []
     matches: list[_Match] = []
     folded = texts.folded("text")
+    languages = mail_languages(pack, texts)
     for rule in pack.rules:
+        if rule.language not in languages:
+            continue  # a rule of another language never reads the mail
         if not explain and (
             (rule.gate is not None and not any_in(rule.gate, folded))
             or (rule.lexicon_gate is not None and not any_in(rule.lexicon_gate, texts.lexical))
@@ -188,6 +191,29 @@ def _run(message: Message, rule_set: RuleSet, *, explain: bool) -> Explanation:
             matches.append(_Match(rule, groups))
     result = _resolve(matches, pack, platform, lookalike, domain, message, texts)
     return Explanation(result, pack.id, domain, tuple(traces))
+
+
+# A language is the mail's when its marker words count at least this share of the best one's.
+LANGUAGE_SHARE = 0.5
+
+
+def mail_languages(pack: Pack, texts: Texts) -> frozenset[str]:
+    """The languages the mail is written in, by the distinct marker words of each (the
+    `marker` lexicon set); every language of the pack when too few markers say anything."""
+    scores = {}
+    for language, sets in pack.lexicons.items():
+        marker = sets.get("marker")
+        if marker is None:
+            continue
+        scores[language] = len(
+            {m.group(0) for sentence in texts.sentences for m in marker.pattern.finditer(sentence)}
+        )
+    best = max(scores.values(), default=0)
+    if best < 3:
+        return frozenset(pack.lexicons)
+    return frozenset(
+        lang for lang in pack.lexicons if scores.get(lang, best) >= best * LANGUAGE_SHARE
+    )
 
 
 def _resolve(
