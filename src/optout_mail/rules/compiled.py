@@ -41,13 +41,14 @@ class Clause:
     all: tuple[tuple[str, ...], ...] = ()  # each entry: one set, or alternatives joined by |
     any: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
+    mail_none: tuple[str, ...] = ()  # sets that must occur nowhere in the mail
 
     @property
     def empty(self) -> bool:
         return not (self.all or self.any or self.none)
 
     def names(self) -> tuple[str, ...]:
-        return (*(n for alt in self.all for n in alt), *self.any, *self.none)
+        return (*(n for alt in self.all for n in alt), *self.any, *self.none, *self.mail_none)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ where a set occurs in the sentences of a mail.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from optout_mail.rules.compiled import Clause, TermSet
 from optout_mail.rules.prefilter import required_literal
@@ -73,11 +73,20 @@ def compile_lexicon(
     return sets
 
 
-def clause_from(entries_all: list[str], entries_any: list[str], entries_none: list[str]) -> Clause:
+def clause_from(
+    entries_all: list[str],
+    entries_any: list[str],
+    entries_none: list[str],
+    entries_mail_none: Sequence[str] = (),
+) -> Clause:
+    def names(entries: Sequence[str]) -> tuple[str, ...]:
+        return tuple(n.strip() for entry in entries for n in entry.split("|"))
+
     return Clause(
         all=tuple(tuple(p.strip() for p in entry.split("|")) for entry in entries_all),
-        any=tuple(n.strip() for entry in entries_any for n in entry.split("|")),
-        none=tuple(n.strip() for entry in entries_none for n in entry.split("|")),
+        any=names(entries_any),
+        none=names(entries_none),
+        mail_none=names(entries_mail_none),
     )
 
 

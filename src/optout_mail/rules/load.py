@@ -339,7 +339,7 @@ def _unknown_sets(
 
 
 def _clause(spec: ClauseSpec) -> Clause:
-    return clause_from(spec.all, spec.any, spec.none)
+    return clause_from(spec.all, spec.any, spec.none, spec.mail_none)
 
 
 def _lint_rule_set(packs: list[Pack]) -> list[str]:

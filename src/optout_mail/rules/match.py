@@ -14,7 +14,13 @@ from optout_mail.model import Classification, Message, Outcome
 from optout_mail.rules.compiled import Clause, Condition, Guard, Pack, Rule, RuleSet, TermSet
 from optout_mail.rules.extract import extract_code, extract_reference
 from optout_mail.rules.prefilter import any_in
-from optout_mail.rules.text import fold, normalise, sentences, split_own_words
+from optout_mail.rules.text import (
+    drop_quoted_spans,
+    fold,
+    normalise,
+    sentences,
+    split_own_words,
+)
 
 # Meta's answers say what they mean in the first few paragraphs; looking no further keeps a
 # huge mail from a lookalike sender from costing the rules seconds.
@@ -48,7 +54,11 @@ class Texts:
     @classmethod
     def of(cls, message: Message) -> Texts:
         own, _quoted = split_own_words(message.text[:RULE_TEXT_CHARS])
-        return cls(subject=message.subject[:1000], body=own, html_body=message.html)
+        return cls(
+            subject=drop_quoted_spans(message.subject[:1000]),
+            body=drop_quoted_spans(own),
+            html_body=message.html,
+        )
 
     def folded(self, field_name: str) -> str:
         """The field case-folded, for the literal pre-check (memoised)."""
@@ -239,9 +249,13 @@ def _resolve(
             f"competing answers: {rule.id} ({outcome}) and {rivals[0].id} ({rivals[0].outcome})"
         )
         outcome = Outcome.UNCLEAR
+    doubt = _doubt(rule, pack, texts) if outcome is Outcome.RECEIVED else None
+    if doubt:
+        notes.append(doubt)
+        outcome = Outcome.UNCLEAR
     code = winner.groups.get("code") or None
-    if rule.outcome is Outcome.CODE and code is None:
-        code, disagreement = _code(rule, pack, texts)
+    if rule.outcome is Outcome.CODE:
+        disagreement = _html_disagrees(rule, pack, texts, code)
         if disagreement:
             notes.append(disagreement)
             outcome = Outcome.UNCLEAR
@@ -261,22 +275,47 @@ def _resolve(
     )
 
 
-def _code(rule: Rule, pack: Pack, texts: Texts) -> tuple[str | None, str | None]:
-    """The one-time code, and a note when the plain and the HTML part disagree about it."""
+# A mail that acknowledges a request but also refuses something or asks for something says
+# more than "received": when no answer rule could read that part, it is `unclear`, not a
+# receipt. Each signal counts only in a sentence without what takes its force away.
+DOUBTS = (
+    ("refuse", ("pending", "conditional", "question", "extension", "nothing_to_do")),
+    ("ask", ("conditional", "confirm_email", "extension", "negation")),
+)
+
+
+def _doubt(rule: Rule, pack: Pack, texts: Texts) -> str | None:
     lexicon = pack.lexicons.get(rule.language, {})
-    near = lexicon.get(rule.code_near) if rule.code_near else None
-    code = _regex_extract(rule.extract_code, "code", texts.text)
-    if code is None and near is not None:
-        code = extract_code(texts.sentences, texts.hits(near))
+    for signal, softeners in DOUBTS:
+        if signal not in lexicon:
+            continue
+        softened: set[int] = set()
+        for name in softeners:
+            if name in lexicon:
+                softened.update(texts.hits(lexicon[name]))
+        strong = [i for i in texts.hits(lexicon[signal]) if i not in softened]
+        if strong:
+            sentence = texts.sentences[strong[0]][:100]
+            return f"it acknowledges the request, but also {signal}s: {sentence!r}"
+    return None
+
+
+def _html_disagrees(rule: Rule, pack: Pack, texts: Texts, code: str | None) -> str | None:
+    """A note when the HTML part shows another code than the plain text: which one would the
+    user type? Neither is shown then (the mail is `unclear`)."""
+    near = pack.lexicons.get(rule.language, {}).get(rule.code_near or "")
     if code is None or not texts.html_body or near is None:
-        return code, None
+        return None
     from optout_mail.htmltext import html_to_text
 
-    html = Texts(subject=texts.subject, body=split_own_words(html_to_text(texts.html_body))[0])
+    html = Texts(
+        subject=texts.subject,
+        body=drop_quoted_spans(split_own_words(html_to_text(texts.html_body))[0]),
+    )
     other = extract_code(html.sentences, html.hits(near))
     if other is not None and other != code:
-        return code, f"the text says code {code}, the HTML part {other}"
-    return code, None
+        return f"the text says code {code}, the HTML part {other}"
+    return None
 
 
 def _reference(rule: Rule, pack: Pack, texts: Texts) -> str | None:
@@ -312,18 +351,43 @@ def _try_rule(
         failure = _check_mail(rule.mail, lexicon, texts, reasons)
         if failure:
             return RuleTrace(rule, False, (*reasons, failure), closeness=held / total), {}
+    blocked = _check_guards(rule, pack, texts, reasons)
+    if blocked is not None:
+        why, guard = blocked
+        closeness = 1.0 if guard else held / total
+        return RuleTrace(rule, False, (*reasons, why), blocked_by=guard, closeness=closeness), {}
+    if rule.outcome is Outcome.CODE and not groups.get("code"):
+        # A code rule speaks only when there is a code to show: digits near the code word.
+        code = _plain_code(rule, lexicon, texts)
+        if code is None:
+            why = f"no code of 6 to 8 digits near {rule.code_near or 'the pattern'}"
+            return RuleTrace(rule, False, (*reasons, why), closeness=(held + 0.5) / total), {}
+        groups["code"] = code
+    return RuleTrace(rule, True, tuple(reasons), closeness=1.0), groups
+
+
+def _check_guards(
+    rule: Rule, pack: Pack, texts: Texts, reasons: list[str]
+) -> tuple[str, str | None] | None:
+    """None when the rule's guards let it through; else why not, and the blocking guard."""
     for name in rule.requires:
         hit = texts.guard_hit(pack.guards[name])
         if hit is None:
-            why = f"requires guard {name}: not found"
-            return RuleTrace(rule, False, (*reasons, why), closeness=held / total), {}
+            return f"requires guard {name}: not found", None
         reasons.append(f"guard {name} found in {hit[0]}: {hit[1]!r}")
     for name in rule.unless:
         hit = texts.guard_hit(pack.guards[name])
         if hit is not None:
-            why = f"blocked by guard {name}: {hit[1]!r} in {hit[0]}"
-            return RuleTrace(rule, False, (*reasons, why), blocked_by=name, closeness=1.0), {}
-    return RuleTrace(rule, True, tuple(reasons), closeness=1.0), groups
+            return f"blocked by guard {name}: {hit[1]!r} in {hit[0]}", name
+    return None
+
+
+def _plain_code(rule: Rule, lexicon: dict[str, TermSet], texts: Texts) -> str | None:
+    code = _regex_extract(rule.extract_code, "code", texts.text)
+    near = lexicon.get(rule.code_near) if rule.code_near else None
+    if code is None and near is not None:
+        code = extract_code(texts.sentences, texts.hits(near))
+    return code
 
 
 def _check_sentences(
@@ -346,6 +410,8 @@ def _clause_in_one_sentence(
     clause: Clause, lexicon: dict[str, TermSet], texts: Texts
 ) -> tuple[str | None, float]:
     hits = {name: texts.hits(lexicon[name]) for name in clause.names()}
+    if any(hits[name] for name in clause.mail_none):
+        return None, 0.0
     candidates = set(range(len(texts.sentences)))
     share = 0.0
     needed = len(clause.all) + bool(clause.any)

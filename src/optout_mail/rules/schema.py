@@ -63,6 +63,9 @@ class ClauseSpec(_Strict):
     all: Patterns = Field(default_factory=list)
     any: Patterns = Field(default_factory=list)
     none: Patterns = Field(default_factory=list)
+    # Sets that must occur nowhere in the mail for this clause to count: a weak signal
+    # ("we won't use your information") is an answer only when no sentence refuses or asks.
+    mail_none: Patterns = Field(default_factory=list)
 
 
 Clauses = Annotated[list[ClauseSpec], BeforeValidator(_as_clauses)]

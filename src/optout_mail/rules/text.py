@@ -114,3 +114,30 @@ def sentences(text: str) -> list[str]:
             if part:
                 out.append(part)
     return out
+
+
+# Text between double quotes that runs for several words is somebody else's: the comment, post
+# or message a Meta notification quotes, or a forwarded phrase. Meta's own answer never stands
+# in quotes, so such spans are set aside like quoted replies.
+_QUOTED_SPAN = re.compile(
+    r"""(?:["\u201c\u201d\u201e\u00ab\u00bb\u2039\u203a])"""
+    r"""([^"\u201c\u201d\u201e\u00ab\u00bb\n]{12,800}?)"""
+    r"""(?:["\u201c\u201d\u00ab\u00bb\u2039\u203a])""",
+)
+_SENTENCE_LIKE = re.compile(r"[.!?:;]|\d{3}")
+QUOTE_MIN_WORDS = 12
+
+
+def drop_quoted_spans(text: str) -> str:
+    """`text` with quoted sentences replaced by a marker. A quoted name (a form's title, a
+    menu item) stays: it has no sentence punctuation or number and is short."""
+
+    def replace(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        words = len(inner.split())
+        sentence = bool(_SENTENCE_LIKE.search(inner))
+        if words >= 3 and (sentence or words >= QUOTE_MIN_WORDS):
+            return " [...] "
+        return match.group(0)
+
+    return _QUOTED_SPAN.sub(replace, text)
