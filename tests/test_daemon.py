@@ -7,33 +7,27 @@ SIGTERM must end the daemon with status 0.
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from tests.conftest import SAMPLES
-from tests.imapserver import Dovecot, dovecot_available
-from tests.notification_daemon import NotificationServer, missing_tools
+from tests.daemonrun import PUSH_WAIT, Running, names, why_not
+from tests.imapserver import Dovecot
+from tests.notification_daemon import NotificationServer
 
 pytestmark = [pytest.mark.imap, pytest.mark.desktop, pytest.mark.slow]
 
-_why_not = None if dovecot_available() else "needs Debian dovecot-imapd"
-_why_not = _why_not or missing_tools()
+_why_not = why_not()
 if _why_not:
     if os.environ.get("CI"):
         raise RuntimeError(f"CI must run the daemon tests: {_why_not} (see .ci/run)")
     pytest.skip(_why_not, allow_module_level=True)
-
-_names = (f"d{i}" for i in itertools.count())
-PUSH_WAIT = 20.0  # generous for a loaded CI machine; the poll interval is 300 s
 
 
 @pytest.fixture(scope="module")
@@ -46,90 +40,6 @@ def server() -> Iterator[Dovecot]:
 def popups() -> Iterator[NotificationServer]:
     with NotificationServer() as notification_server:
         yield notification_server
-
-
-class Running:
-    """A daemon process and what it needs: config, environment, its log."""
-
-    def __init__(self, server: Dovecot, popups: NotificationServer, tmp_path: Path) -> None:
-        self.user = next(_names)
-        server.add_user(self.user, f"pw-{self.user}")
-        self.server = server
-        self.config = tmp_path / "config.toml"
-        self.config.write_text(
-            f'data_dir = "{tmp_path / "data"}"\npoll_interval = 300\n'
-            f'[accounts.home]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\n'
-            f'username = "{self.user}"\npassword = "pw-{self.user}"\ntimeout = 5\n'
-        )
-        self.env = {**os.environ, **popups.env}
-        self.log = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "optout_mail", "--config", str(self.config), "-v", "run"],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        self.wait_for_log("connected, catching up", count=2)  # INBOX and Junk
-        return self.proc
-
-    def wait_for_log(self, text: str, count: int = 1, timeout: float = PUSH_WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log.read_text(errors="replace").count(text) >= count:
-                return
-            assert self.proc is None or self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not logged {count}x:\n{self.log.read_text()}")
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=10)
-
-    def requests(self) -> list[dict[str, object]]:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "optout_mail",
-                "--config",
-                str(self.config),
-                "requests",
-                "list",
-                "--json",
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-    def append(self, name: str, folder: str = "INBOX") -> None:
-        self.server.append(self.user, folder, (SAMPLES / name).read_bytes())
-
-    def append_fresh(self, name: str, folder: str = "INBOX") -> None:
-        """A sample re-dated to now, as Meta's code mail is while the form is still open."""
-        self.server.append(self.user, folder, redated(SAMPLES / name))
-
-
-def redated(path: Path) -> bytes:
-    from email.utils import format_datetime
-
-    data = path.read_bytes()
-    head, sep, body = data.partition(b"\n\n")
-    lines = [
-        b"Date: " + format_datetime(datetime.now(UTC)).encode()
-        if line.startswith(b"Date:")
-        else line
-        for line in head.split(b"\n")
-    ]
-    return b"\n".join(lines) + sep + body
 
 
 @pytest.fixture
@@ -272,14 +182,6 @@ def test_a_bad_config_exits_78(tmp_path: Path) -> None:
     assert "poll_interval: Input should be greater than or equal to 30" in done.stderr
 
 
-def test_backoff_is_capped_and_jittered() -> None:
-    from optout_mail.daemon import BACKOFF_CAP, backoff_delay
-
-    assert [backoff_delay(n, rng=lambda: 0.0) for n in range(3)] == [1.0, 2.0, 4.0]
-    assert backoff_delay(50, rng=lambda: 1.0) == BACKOFF_CAP
-    assert backoff_delay(3, rng=lambda: 0.5) == pytest.approx(12.0)
-
-
 def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path: Path) -> None:
     """The two scheduled jobs, driven directly: the safety-net scan records what IDLE did not
     see, and an overdue request pops up once, however often the daily check runs."""
@@ -291,7 +193,7 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
     from optout_mail.ledger import Ledger
     from optout_mail.rules import load_rule_set
 
-    user = next(_names)
+    user = next(names)
     server.add_user(user, "pw")
     config = tmp_path / "config.toml"
     config.write_text(

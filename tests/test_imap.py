@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 from tests.conftest import SAMPLES, Result, make_mail
 from tests.imapserver import Dovecot, dovecot_available
+
+from optout_mail.errors import SourceError
+from optout_mail.pipeline import ScanSummary
+from optout_mail.rules import RuleSet
 
 pytestmark = pytest.mark.imap
 
@@ -266,6 +271,41 @@ def test_missing_folder_is_reported_and_the_others_are_scanned(
     assert result.status == 1
     assert "'Does/Not/Exist' cannot be opened" in result.err
     assert json.loads(result.out)["recorded"] == 3
+
+
+def test_the_reconciliation_scan_goes_on_past_a_missing_folder_too(
+    server: Dovecot, user: str, account: Callable[..., Path], rule_set: RuleSet, tmp_path: Path
+) -> None:
+    """The daemon's scan (every folder under its watcher's lock) reports and goes on, as
+    `scan` does; the missing folder comes first, where it used to stop the scan."""
+    from optout_mail import wiring
+    from optout_mail.config import load_config
+    from optout_mail.ledger import Ledger
+    from optout_mail.pipeline import run_source
+
+    fill(server, user)
+    settings = load_config(account(folders=["Does/Not/Exist", "INBOX"]))
+    (source,) = wiring.account_sources(settings, rule_set)
+    locked: list[str] = []
+
+    def lock_for(folder: str) -> threading.Lock:
+        locked.append(folder)
+        return threading.Lock()
+
+    summary = ScanSummary()
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger, pytest.raises(SourceError) as raised:
+        run_source(
+            source.locked(lock_for),
+            rules=rule_set,
+            ledger=ledger,
+            clock=lambda: datetime.now(UTC),
+            summary=summary,
+        )
+    assert "'Does/Not/Exist' cannot be opened" in raised.value.message
+    assert "the other folders were scanned" in (raised.value.hint or "")
+    assert locked == ["Does/Not/Exist", "INBOX"]
+    assert summary.total("recorded") == 3
+    assert source.problems == [raised.value.message.removeprefix("account home: ")]
 
 
 def test_a_second_account_failing_does_not_stop_the_first(

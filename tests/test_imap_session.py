@@ -120,6 +120,38 @@ def test_a_silent_dead_peer_raises_connection_lost_at_the_refresh(
     assert time.monotonic() - started < 10  # the refresh plus the 2 s read timeout
 
 
+def test_a_stall_is_noticed_at_the_next_check_long_before_the_refresh(
+    server: Dovecot, user: str, session: IMAPSession
+) -> None:
+    later(0.3, lambda: server.freeze(user))
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match=r"did not answer within 2 s .* stalled"):
+        session.wait_for_news("INBOX", threading.Event(), refresh_s=600, check_s=1.0)
+    noticed = time.monotonic() - started
+    print(f"stall -> ConnectionLost: {noticed:.1f} s (check 1 s, timeout 2 s)")
+    assert noticed < 6
+
+
+def test_idle_is_left_and_entered_again_at_each_check_and_news_still_comes(
+    server: Dovecot, user: str, session: IMAPSession
+) -> None:
+    server.clear_commands(user)
+    data = (SAMPLES / "meta/en/honoured-uk.eml").read_bytes()
+    later(3.5, lambda: server.append(user, "INBOX", data))
+    started = time.monotonic()
+    assert session.wait_for_news("INBOX", threading.Event(), refresh_s=60, check_s=1.0)
+    assert 3.5 <= time.monotonic() - started < NEWS_WAIT
+    commands = server.commands(user)
+    assert commands.count("IDLE") >= 3, commands
+    assert commands.count("DONE") == commands.count("IDLE"), "IDLE is always ended"
+
+
+def test_quiet_checks_do_not_end_the_wait_before_the_refresh(session: IMAPSession) -> None:
+    started = time.monotonic()
+    assert session.wait_for_news("INBOX", threading.Event(), refresh_s=3, check_s=1) is False
+    assert 3 <= time.monotonic() - started < 6
+
+
 def test_a_missing_folder_is_a_source_error_not_a_lost_connection(session: IMAPSession) -> None:
     from optout_mail.sources.imap import FolderMissing
 

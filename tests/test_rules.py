@@ -299,15 +299,14 @@ def test_the_literal_prefilter_never_hides_a_match(rule_set: RuleSet) -> None:
     """For every bundled pattern and every sample text: if the regex matches, the pattern's
     required strings are present (the pre-check may only ever save time)."""
     from optout_mail.rules import iter_rules, required_literal
+    from optout_mail.rules.text import fold
 
     from .conftest import SAMPLES
-
-    from optout_mail.rules.text import fold
 
     mails = [parse(RawMail(p.read_bytes(), "s")) for p in SAMPLES.rglob("*.eml")]
     texts = [normalise(m.text) for m in mails]
     checked = 0
-    for pack, rule in iter_rules(rule_set):
+    for _pack, rule in iter_rules(rule_set):
         for cond in rule.conditions:
             for pattern in cond.patterns:
                 needles = required_literal(pattern)

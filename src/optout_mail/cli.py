@@ -8,6 +8,7 @@ imported inside the commands so that `--help` and `--version` start fast.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from enum import IntEnum
@@ -68,7 +69,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
       optout-mail requests list                the state of every request
       optout-mail run                          the daemon: popups as replies arrive
     """
-    _configure_logging(verbose)
+    _configure_logging(verbose, daemon=ctx.invoked_subcommand == "run")
     ctx.obj = State(config_path, verbose)
 
 
@@ -80,16 +81,48 @@ for _command in (classify, rules, scan, run_daemon, requests):
 # Output helpers, logging, and the error boundary.
 
 
-def _configure_logging(verbose: int) -> None:
+def _configure_logging(verbose: int, *, daemon: bool = False) -> None:
+    """WARNING by default, INFO with -v, DEBUG with -vv; `run` logs at INFO at least, so that
+    its journal tells what it does. Timestamps unless journald adds its own."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if daemon:
+        level = min(level, logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if _stderr_is_journal():
+        handler.setFormatter(_JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+            )
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party chatter (protocol traces carry mail contents) stays out unless -vv.
+    # Third-party chatter (protocol traces carry mail contents) stays out unless -vvv.
     for name in ("imapclient", "apscheduler", "mailparser"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def _stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM=device:inode of the journal stream it connected; stderr is
+    that stream only when its fstat matches (a redirection or a child's pipe would not)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+class _JournalFormatter(logging.Formatter):
+    """Prefixes sd-daemon(3) priorities ("<4>" = warning), so `journalctl -p` filters them."""
+
+    PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{super().format(record)}"
 
 
 _EXIT_FOR: tuple[tuple[type[OptoutError], ExitStatus], ...] = (

@@ -1,9 +1,8 @@
 """`optout-mail run`: a watcher thread per account and folder, scheduled jobs, signals, lifecycle.
 
-Each watcher has its own IMAP session (sources.imap): catch up, wait for news (IDLE), scan,
-repeat; reconnect with capped exponential back-off and jitter. APScheduler runs the
-reconciliation scan, the daily deadline check and the systemd watchdog. SIGTERM/SIGINT stop
-it all; SIGHUP reloads.
+The watchers (watcher.py) bring new mail by IDLE and reconnect on their own. APScheduler runs
+the reconciliation scan, the daily deadline check and the systemd watchdog. SIGTERM/SIGINT
+stop it all; SIGHUP reloads.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ import fcntl
 import functools
 import logging
 import os
-import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -26,60 +23,20 @@ from typing import IO, Any
 
 from optout_mail import sdnotify, wiring
 from optout_mail.config import Settings
-from optout_mail.dkim_dns import TxtLookup
-from optout_mail.errors import (
-    AuthError,
-    ConfigError,
-    ConnectionLost,
-    OptoutError,
-    RuleError,
-    SourceError,
-)
-from optout_mail.ledger import Ledger
-from optout_mail.notify import PopupNotifier
+from optout_mail.errors import AuthError, ConfigError, OptoutError, RuleError, SourceError
 from optout_mail.pipeline import run_source
 from optout_mail.rules import RuleSet
-from optout_mail.sources.imap import IDLE_REFRESH, IMAPSession, IMAPSource
+from optout_mail.sources.imap import IDLE_REFRESH, IMAPSource
+from optout_mail.watcher import Context, FolderWatcher
 from optout_mail.wiring import SendPopup
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST, BACKOFF_CAP = 2.0, 300.0
-AUTH_RETRY = 30 * 60  # a refused login is retried slowly, not hammered
 HEARTBEAT_STALE = 3 * IDLE_REFRESH  # a watcher silent for longer is wedged: stop the pings
 
 
 class AlreadyRunning(OptoutError):
     """Another `optout-mail run` holds the lock of this data directory."""
-
-
-def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before reconnect `attempt` (0-based): doubling, capped, half-jittered."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2.0 ** min(attempt, 30))
-    return float(ceiling / 2 + rng() * ceiling / 2)
-
-
-@dataclass
-class Context:
-    """What every thread of the daemon shares; replaced as a whole on SIGHUP."""
-
-    settings: Settings
-    rules: RuleSet
-    clock: Callable[[], datetime]
-    send_popup: SendPopup | None
-    stop: threading.Event
-    scan_locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
-    dkim_dns: TxtLookup = field(default_factory=TxtLookup)  # caches keys across scans
-
-    def lock_for(self, account: str, folder: str) -> threading.Lock:
-        return self.scan_locks.setdefault((account, folder), threading.Lock())
-
-    def sources(self) -> list[IMAPSource]:
-        return wiring.account_sources(self.settings, self.rules)
-
-    def ledger(self) -> contextlib.AbstractContextManager[tuple[Ledger, PopupNotifier | None]]:
-        """A ledger connection (and the notifier writing to it) for the calling thread."""
-        return wiring.open_ledger(self.settings, clock=self.clock, send=self.send_popup)
 
 
 def reconcile(context: Context) -> None:
@@ -114,110 +71,6 @@ def check_deadlines(context: Context) -> None:
                 log.info("%d overdue request(s) reported", shown)
 
 
-class FolderWatcher(threading.Thread):
-    """Watches one folder of one account; scans whenever something may have arrived."""
-
-    def __init__(self, context: Context, source: IMAPSource, folder: str) -> None:
-        super().__init__(name=f"watch {source.name}/{folder}", daemon=True)
-        self.context = context
-        self.source = source
-        self.folder = folder
-        self.heartbeat = time.monotonic()
-        self.connected = False
-
-    def run(self) -> None:
-        attempt = 0
-        auth_reported = False
-        stop = self.context.stop
-        where = f"{self.source.name}/{self.folder}"
-        while not stop.is_set():
-            try:
-                dropped = self._session()
-            except AuthError as exc:
-                if not auth_reported:
-                    log.error("%s; retrying every %d minutes", exc.message, AUTH_RETRY // 60)
-                    auth_reported = True
-                stop.wait(AUTH_RETRY)
-            except SourceError as exc:
-                delay = backoff_delay(attempt)
-                attempt += 1
-                log.warning("%s: %s; reconnecting in %.0f s", where, exc.message, delay)
-                stop.wait(delay)
-            except Exception:
-                delay = backoff_delay(attempt)
-                attempt += 1
-                log.exception("%s: unexpected error; reconnecting in %.0f s", where, delay)
-                stop.wait(delay)
-            else:
-                if dropped is None:
-                    attempt = 0
-                else:
-                    delay = backoff_delay(attempt) if attempt else 0.5
-                    attempt += 1
-                    log.info("%s: %s; reconnecting", where, dropped.message)
-                    stop.wait(delay)
-            finally:
-                self.connected = False
-                self.heartbeat = time.monotonic()
-
-    def _session(self) -> ConnectionLost | None:
-        """One session: catch up, then wait for news and scan until a stop (None) or until
-        the connection drops while waiting (returned: reconnect at once)."""
-        stop = self.context.stop
-        with self.source.session() as session:
-            self.connected = True
-            log.info("%s/%s: connected, catching up", self.source.name, self.folder)
-            self._scan(session)
-            if not session.can_idle:
-                log.warning(
-                    "%s: the server cannot IDLE; relying on the scan every %d s",
-                    self.source.name,
-                    self.context.settings.poll_interval,
-                )
-            while not stop.is_set():
-                if session.can_idle:
-                    try:
-                        news = session.wait_for_news(
-                            self.folder, stop, IDLE_REFRESH, on_slice=self._beat
-                        )
-                    except ConnectionLost as exc:
-                        return exc
-                    if news:
-                        log.info("%s/%s: new mail announced", self.source.name, self.folder)
-                else:
-                    stop.wait(self.context.settings.poll_interval)
-                if stop.is_set():
-                    break
-                self._scan(session)
-        return None
-
-    def _scan(self, session: IMAPSession) -> None:
-        context = self.context
-        with (
-            context.lock_for(self.source.name, self.folder),
-            context.ledger() as (ledger, notifier),
-        ):
-            summary = run_source(
-                session.folder_source(self.folder),
-                rules=context.rules,
-                ledger=ledger,
-                clock=context.clock,
-                notifier=notifier,
-                dkim_dns=context.dkim_dns,
-            )
-        self._beat()
-        if summary.changes:
-            log.info(
-                "%s/%s: %d new mail(s) from Meta recorded",
-                self.source.name,
-                self.folder,
-                len(summary.changes),
-            )
-
-    def _beat(self) -> None:
-        self.heartbeat = time.monotonic()
-
-
 class Daemon:
     """The whole `run` command: lock, watchers, jobs, signals."""
 
@@ -241,6 +94,11 @@ class Daemon:
     def run(self) -> None:
         settings, rules = self._load()
         with _single_instance(settings.data_dir):
+            # Open (create, migrate, check) the ledger here, before the threads: two threads
+            # opening a new ledger at once would both create its tables, and a broken ledger
+            # is a start-up error rather than a watcher retrying for ever.
+            with wiring.open_ledger(settings, clock=self._clock, notify=False):
+                pass
             self._install_signal_handlers()
             scheduler = self._scheduler(settings)
             try:

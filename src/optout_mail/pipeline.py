@@ -15,7 +15,7 @@ from typing import Protocol
 
 from optout_mail.errors import SourceError
 from optout_mail.ledger import Ledger, dedupe_key
-from optout_mail.model import Batch, Change, Cursor, Observation, RawMail
+from optout_mail.model import Batch, Change, Cursor, Observation, RawMail, request_label
 from optout_mail.parse import parse
 from optout_mail.rules import DnsLookup, RuleSet, Trust, classify
 
@@ -203,9 +203,32 @@ def run_source(
         folder_summary.recorded += result.recorded
         folder_summary.duplicates += result.duplicates
         summary.changes.extend(result.changes)
+        where = source.name if batch.folder in ("", ".") else f"{source.name}/{batch.folder}"
+        for change in result.changes:
+            log.info("%s: %s", where, describe_event(change))
         if notifier is not None and result.changes:
             notifier.notify(result.changes)
     return summary
+
+
+def describe_event(change: Change) -> str:
+    """One log line for a recorded mail, e.g. "honoured for alice@example.org (Facebook
+    objection #3), rule …, received -> honoured". No code, subject or body: logs are kept."""
+    event, request = change.event, change.request
+    if request is None:
+        line = f"{event.outcome} from {event.sender}, rule {event.rule}"
+        if event.authentic is False:
+            line += ", not authentic: possible phishing, the ledger is unchanged"
+        return line
+    line = (
+        f"{event.outcome} for {request.account} "
+        f"({request_label(request.platform, request.kind)} #{request.id}), rule {event.rule}"
+    )
+    if change.state_changed:
+        line += f", {event.state_before or 'new'} -> {event.state_after}"
+    if event.authentic is None:
+        line += ", authenticity unknown"
+    return line
 
 
 def _sent_at(observation: Observation) -> datetime:
@@ -233,7 +256,7 @@ def _observe(
     if classification.outcome is None:
         return None
     summary.matched += 1
-    log.info(
+    log.debug(
         "%s: %s (%s, rule %s)", mail.origin, classification.outcome.value,
         classification.platform, classification.rule,
     )  # fmt: skip

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from optout_mail.errors import ConnectionLost, SourceError
 from optout_mail.model import Batch, Cursor, RawMail
 from optout_mail.rules import Trust
 from optout_mail.sources.credentials import password_for
-from optout_mail.sources.imap_connect import clean, connect, logout
+from optout_mail.sources.imap_connect import clean, connect, logout, shutdown, stall_timeout
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
@@ -31,6 +31,8 @@ FETCH_CHUNK = 50  # UIDs per FETCH: keeps command lines short and batches small
 MAX_FETCH_BYTES = 1 << 20  # Meta's replies are small; a partial fetch bounds huge mails
 BODY_ITEM = f"BODY.PEEK[]<0.{MAX_FETCH_BYTES}>"
 IDLE_REFRESH = 9 * 60  # RFC 2177 asks for < 29 min; NAT boxes drop idle TCP far sooner
+IDLE_CHECK = 30.0  # leave and re-enter IDLE this often: a stalled server is noticed
+STALL_TIMEOUT = 10.0  # DONE and IDLE must be answered this fast (or the account's timeout)
 IDLE_SLICE = 1.0  # idle_check() timeout: how fast a stop request is noticed
 CLOCK_JUMP = 60.0  # wall clock moved this much more than the monotonic one: we were asleep
 
@@ -58,12 +60,21 @@ class IMAPSource:
         return Trust(tuple(self.account.trusted_authserv_ids), provider=self.account.host)
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
+        return self.scan_folders(cursor_for)
+
+    def scan_folders(
+        self, cursor_for: Callable[[str], Cursor | None], lock_for: FolderLock | None = None
+    ) -> Iterator[Batch]:
+        """Every folder on one fresh session, each under `lock_for(folder)` when given. A folder
+        that cannot be opened is noted in `problems` and the others are still scanned; the
+        SourceError naming the missing ones comes at the end."""
         with self.session() as session:
             folders = session.folders()
             missing = []
             for folder in folders:
                 try:
-                    yield from session.folder_batches(folder, cursor_for(folder))
+                    with lock_for(folder) if lock_for else nullcontext():
+                        yield from session.folder_batches(folder, cursor_for(folder))
                 except FolderMissing as exc:
                     missing.append(str(exc))
                     self.problems.append(str(exc))
@@ -86,10 +97,17 @@ class IMAPSource:
         """A logged-in connection, logged out on exit. Raises AuthError, ConnectionLost or
         SourceError. One session belongs to one thread (imapclient is not thread-safe)."""
         client = connect(self.name, self.account, self._password)
+        lost = False
         try:
             yield IMAPSession(self, client)
+        except ConnectionLost:
+            lost = True
+            raise
         finally:
-            logout(client, self.account.host)
+            if lost:
+                shutdown(client)  # a stalled server would keep LOGOUT waiting for its timeout
+            else:
+                logout(client, self.account.host)
 
     def _password(self) -> str:
         return self.password() if self.password else password_for(self.name, self.account)
@@ -158,7 +176,8 @@ class IMAPSession:
                 uidvalidity,
             )
         uids = self._search(last_uid)
-        log.info("%s/%s: %d new candidate mail(s)", name, folder, len(uids))
+        level = logging.INFO if uids else logging.DEBUG  # the journal: only what matters
+        log.log(level, "%s/%s: %d new candidate mail(s)", name, folder, len(uids))
         done = max(last_uid, (uidnext or 1) - 1)
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
@@ -177,35 +196,52 @@ class IMAPSession:
         stop: threading.Event,
         refresh_s: float = IDLE_REFRESH,
         *,
+        check_s: float = IDLE_CHECK,
         on_slice: Callable[[], None] | None = None,
     ) -> bool:
         """IDLE on `folder`: True when the server announces new mail, False when `refresh_s`
         passed or `stop` was set (noticed within a second). `on_slice` is called each second.
 
         Raises ConnectionLost for a BYE, a socket that answers nothing at once (imapclient
-        swallows EOF), a jump of the wall clock (a resume from suspend) or a failed DONE.
+        swallows EOF), a jump of the wall clock (a resume from suspend), or a server that
+        does not answer DONE or IDLE within STALL_TIMEOUT.
         """
-        from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+        # Liveness: a server that hangs (a stopped process, a dead peer behind NAT) keeps the
+        # TCP connection open and simply never speaks, which IDLE cannot tell from a quiet
+        # mailbox. So IDLE is left and re-entered every `check_s` seconds, and DONE and IDLE
+        # must each be answered within a short timeout. This tests the very connection that
+        # brings the news; a NOOP on a second connection would not (Dovecot serves each one
+        # by its own process, and a stalled one leaves the others answering), and it would
+        # cost a login per folder against providers' connection limits. Two short lines each
+        # way per cycle; it also keeps NAT mappings alive.
+        self._examine(folder)
+        started = time.monotonic()
+        while True:
+            left = refresh_s - (time.monotonic() - started)
+            news = self._idle_once(stop, min(check_s, left), on_slice)
+            if news or stop.is_set() or time.monotonic() - started >= refresh_s:
+                return news
+
+    def _idle_once(
+        self, stop: threading.Event, seconds: float, on_slice: Callable[[], None] | None
+    ) -> bool:
+        """One IDLE ... DONE round of at most `seconds`; True when news came, even with DONE."""
+        from imapclient.exceptions import IMAPClientAbortError
 
         client = self._client
-        self._examine(folder)
-        try:
+        account = self.source.account
+        with stall_timeout(client, account, "starting IDLE", STALL_TIMEOUT):
             client.idle()
-        except (IMAPClientError, OSError) as exc:
-            raise ConnectionLost(f"connection lost ({clean(exc)})") from None
         try:
-            news = self._idle_until_news(stop, refresh_s, on_slice)
+            news = self._idle_until_news(stop, seconds, on_slice)
         except (IMAPClientAbortError, OSError) as exc:
             raise ConnectionLost(f"connection lost ({clean(exc)})") from None
-        try:
-            client.idle_done()
-        except (IMAPClientError, OSError) as exc:
-            # A silent dead peer (NAT timeout, Wi-Fi change) shows up only here, as a timeout.
-            raise ConnectionLost(f"connection lost while ending IDLE ({clean(exc)})") from None
-        return news
+        with stall_timeout(client, account, "ending IDLE", STALL_TIMEOUT):
+            _, responses = client.idle_done()
+        return news or _announces_news(responses)
 
     def _idle_until_news(
-        self, stop: threading.Event, refresh_s: float, on_slice: Callable[[], None] | None
+        self, stop: threading.Event, seconds: float, on_slice: Callable[[], None] | None
     ) -> bool:
         started = time.monotonic()
         offset = time.time() - started
@@ -223,11 +259,11 @@ class IMAPSession:
             quick_empty = quick_empty + 1 if quick else 0
             if quick_empty >= 3:
                 raise ConnectionLost("the connection was closed")
-            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in tuples):
+            if _announces_news(tuples):
                 return True
             if abs((time.time() - time.monotonic()) - offset) > CLOCK_JUMP:
                 raise ConnectionLost("the clock jumped (resumed from suspend?)")
-            if time.monotonic() - started > refresh_s:
+            if time.monotonic() - started > seconds:
                 return False
         return False
 
@@ -335,14 +371,18 @@ class LockedAccount:
         return self.source.trust
 
     def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        with self.source.session() as session:
-            for folder in session.folders():
-                with self.lock_for(folder):
-                    yield from session.folder_batches(folder, cursor_for(folder))
+        return self.source.scan_folders(cursor_for, self.lock_for)
 
 
 class FolderMissing(SourceError):
     """A folder that does not exist (or cannot be opened): reported, the others go on."""
+
+
+def _announces_news(responses: Sequence[object]) -> bool:
+    """An untagged EXISTS or RECENT among parsed IDLE responses, e.g. (33, b"EXISTS")."""
+    return any(
+        isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses
+    )
 
 
 def _body_of(item: dict[bytes, Any]) -> bytes | None:

@@ -1,7 +1,8 @@
 """Opening an IMAP connection for the IMAP source: TLS verified by default, timeouts always set.
 
-Owns the login and the translation of imapclient's and the socket's errors into `SourceError`s
-that say what to do (`AuthError` for a refused login, `ConnectionLost` for what may pass).
+Owns the login, the short read timeout that tells a stalled connection, and the translation of
+imapclient's and the socket's errors into `SourceError`s that say what to do (`AuthError` for
+a refused login, `ConnectionLost` for what may pass).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from optout_mail.config import Account
@@ -95,6 +97,31 @@ def connection_error(name: str, account: Account, exc: BaseException) -> SourceE
     if isinstance(exc, OSError | IMAPClientError):
         return ConnectionLost(f"{prefix} the connection to {where} failed ({clean(exc)})")
     return None
+
+
+@contextmanager
+def stall_timeout(client: IMAPClient, account: Account, doing: str, limit: float) -> Iterator[None]:
+    """Reads inside wait at most `limit` s (or the account's shorter timeout); a silence that
+    long is a stalled connection. Every error inside becomes ConnectionLost."""
+    from imapclient.exceptions import IMAPClientError
+
+    timeout = min(limit, account.timeout)
+    # socket() is imapclient's handle "for polling purposes"; the timeout only bounds the
+    # reads inside, and imapclient resets it the same way after each idle_check().
+    sock = client.socket()
+    try:
+        sock.settimeout(timeout)
+        yield
+    except TimeoutError:
+        raise ConnectionLost(
+            f"{account.host} did not answer within {timeout:g} s while {doing}; "
+            "the connection is stalled"
+        ) from None
+    except (IMAPClientError, OSError) as exc:
+        raise ConnectionLost(f"connection lost while {doing} ({clean(exc)})") from None
+    finally:
+        with suppress(OSError):
+            sock.settimeout(account.timeout)
 
 
 def logout(client: IMAPClient, host: str) -> None:
