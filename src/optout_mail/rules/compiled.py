@@ -48,7 +48,8 @@ class Clause:
         return not (self.all or self.any or self.none)
 
     def names(self) -> tuple[str, ...]:
-        return (*(n for alt in self.all for n in alt), *self.any, *self.none, *self.mail_none)
+        together = (n for entry in self.mail_none for n in entry.split("+"))
+        return (*(n for alt in self.all for n in alt), *self.any, *self.none, *together)
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,7 @@ def _resolve(
 # receipt. Each signal counts only in a sentence without what takes its force away.
 DOUBTS = (
     ("refuse", ("pending", "conditional", "question", "extension", "nothing_to_do")),
-    ("ask", ("conditional", "confirm_email", "extension", "negation")),
+    ("ask", ("conditional", "extension", "negation")),
 )
 
 
@@ -410,7 +410,7 @@ def _clause_in_one_sentence(
     clause: Clause, lexicon: dict[str, TermSet], texts: Texts
 ) -> tuple[str | None, float]:
     hits = {name: texts.hits(lexicon[name]) for name in clause.names()}
-    if any(hits[name] for name in clause.mail_none):
+    if any(_anywhere(entry, hits, lexicon, texts) for entry in clause.mail_none):
         return None, 0.0
     candidates = set(range(len(texts.sentences)))
     share = 0.0
@@ -433,6 +433,20 @@ def _clause_in_one_sentence(
             1.0,
         )
     return None, share
+
+
+def _anywhere(
+    entry: str, hits: dict[str, dict[int, str]], lexicon: dict[str, TermSet], texts: Texts
+) -> bool:
+    """Whether `entry` occurs in the mail: one set anywhere, or "a+b" together in one
+    sentence that is not conditional ("please reply so that we can continue" asks; "if you
+    have more, please send it so that we can look again" does not)."""
+    parts = entry.split("+")
+    if len(parts) == 1:
+        return bool(hits[entry])
+    conditional = texts.hits(lexicon["conditional"]) if "conditional" in lexicon else {}
+    common = set.intersection(*(set(hits[p]) for p in parts))
+    return any(index not in conditional for index in common)
 
 
 def _check_mail(

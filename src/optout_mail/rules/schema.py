@@ -65,6 +65,7 @@ class ClauseSpec(_Strict):
     none: Patterns = Field(default_factory=list)
     # Sets that must occur nowhere in the mail for this clause to count: a weak signal
     # ("we won't use your information") is an answer only when no sentence refuses or asks.
+    # "a+b" means both in one sentence that is not conditional.
     mail_none: Patterns = Field(default_factory=list)
 
 
