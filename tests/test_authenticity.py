@@ -384,6 +384,9 @@ def test_self_hosted_headers_below_the_inbound_hop_came_with_the_mail() -> None:
     attacker = hop("mail.attacker.example")
     assert verdict(*SELF, inbound, SELF_PASS, attacker).authentic is None
     assert verdict(*SELF, SELF_PASS, inbound, attacker).authentic is True
+    # A user who names the id vouches for a server that writes below the hop (rspamd can).
+    named = Trust(("mail.novak.example.org",))
+    assert verdict(*SELF, inbound, SELF_PASS, attacker, trust=named).authentic is True
 
 
 @pytest.mark.parametrize(

@@ -90,9 +90,15 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
     if provider_hop_at is None and not (table_provider and own_hops):
         why = f"no Received hop of the provider ({', '.join(sorted(domains))}) above the mail"
         return Block(name, (), (why,), ())
-    if (provider is None or provider.key == "microsoft") and provider_hop_at is not None:
+    if (
+        (provider is None or provider.key == "microsoft")
+        and provider_hop_at is not None
+        and not trust.authserv_ids
+    ):
         # Milters (self-hosted) and Exchange stamp their results above the hop where they
-        # took the mail in: anything below that hop came with the mail.
+        # took the mail in: anything below that hop came with the mail. A user who names the
+        # ids (trusted_authserv_ids) vouches for a server that writes below it (rspamd behind
+        # Postfix can) and strips forged copies.
         inside = inside[:provider_hop_at]
     headers: list[AuthHeader] = []
     warnings: list[str] = []
