@@ -105,10 +105,25 @@ def _starts_header_block(lines: list[str], index: int) -> bool:
 _SENTENCE_END = re.compile(r"(?<=[.!?;])['\"”’»)]*\s+|\s+[-–—•|]\s+")
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-–—•*·▪◦]|\d{1,2}[.)]|[a-z][.)])\s+", re.IGNORECASE)
+
+
 def sentences(text: str) -> list[str]:
-    """Sentences of `text` (already folded or not): cut at line breaks and sentence ends."""
+    """Sentences of `text` (already folded or not): cut at line breaks and sentence ends. A
+    list that an unfinished line announces ("please send us:" - the prompts - a screenshot)
+    stays with that line, as one sentence."""
     out: list[str] = []
+    announcing = False
     for line in text.splitlines():
+        if announcing and _LIST_ITEM.match(line) and out:
+            out[-1] = f"{out[-1]} {_LIST_ITEM.sub('', line).strip()}"
+            continue
+        stripped = line.strip()
+        if stripped:
+            # An unfinished line ("please send us", "we need:") announces what follows.
+            announcing = not stripped.endswith((".", "!", "?")) or (
+                announcing and bool(_LIST_ITEM.match(line))
+            )
         for part in _SENTENCE_END.split(line):
             part = part.strip()
             if part:
