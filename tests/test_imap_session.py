@@ -157,3 +157,13 @@ def test_a_missing_folder_is_a_source_error_not_a_lost_connection(session: IMAPS
 
     with pytest.raises(FolderMissing, match="Does/Not/Exist"):
         session.wait_for_news("Does/Not/Exist", threading.Event(), refresh_s=1)
+
+
+def test_a_mail_that_arrives_between_the_scan_and_idle_is_not_missed(
+    session: IMAPSession, server: Dovecot, user: str
+) -> None:
+    list(session.folder_batches("INBOX", None))  # the catch-up scan
+    server.append(user, "INBOX", (SAMPLES / "meta/en/received.eml").read_bytes())
+    started = time.monotonic()
+    assert session.wait_for_news("INBOX", threading.Event(), refresh_s=30) is True
+    assert time.monotonic() - started < 2.0, "it must not wait for IDLE to announce it"

@@ -25,6 +25,7 @@ from optout_mail.pipeline import ScanSummary
 if TYPE_CHECKING:
     from optout_mail.model import Classification
     from optout_mail.rules import Explanation, RuleSet
+    from optout_mail.rules.compiled import TermSet
 
 AUTHENTICITY = {True: "authentic", False: "NOT authentic", None: "authenticity unknown"}
 
@@ -75,8 +76,11 @@ def explanation_lines(explanation: Explanation) -> list[str]:
     return lines
 
 
-def rules_check_lines(rule_set: RuleSet) -> list[str]:
-    """The report of `rules check`: counts per language, outcome and provenance."""
+def rules_check_lines(
+    rule_set: RuleSet, samples: dict[str, dict[str, object]] | None = None
+) -> list[str]:
+    """The report of `rules check`: counts per language, outcome and provenance; the lexicon
+    sets of each language; and, given the samples' expectations, their coverage."""
     all_rules = rule_set.rules
     lines = [f"{len(rule_set.packs)} pack(s), {len(all_rules)} rules, no problems found."]
     for title, counter in (
@@ -88,6 +92,46 @@ def rules_check_lines(rule_set: RuleSet) -> list[str]:
         lines.append(f"  by {title}: {counts}")
     for pack in rule_set.packs:
         lines.append(f"  pack {pack.id}: senders {', '.join(sorted(pack.senders))}")
+        lines.extend(_lexicon_lines(pack.lexicons))
+    if samples is not None:
+        lines.extend(_sample_lines(rule_set, samples))
+    return lines
+
+
+def _lexicon_lines(lexicons: dict[str, dict[str, TermSet]]) -> list[str]:
+    """Terms per lexicon set and language: a set missing in one language is a gap."""
+    languages = sorted(lexicons)
+    names = sorted({name for sets in lexicons.values() for name in sets})
+    if not names:
+        return []
+    lines = ["  lexicon (terms per set): " + " ".join(f"{lang:>4}" for lang in languages)]
+    for name in names:
+        counts = [
+            len(lexicons[lang][name].terms) if name in lexicons[lang] else 0 for lang in languages
+        ]
+        cells = " ".join(f"{n:>4}" if n else "   -" for n in counts)
+        lines.append(f"    {name:<22}{cells}")
+    return lines
+
+
+def _sample_lines(rule_set: RuleSet, expected: dict[str, dict[str, object]]) -> list[str]:
+    """Samples per language and outcome, and the rules no sample exercises."""
+    table: Counter[tuple[str, str]] = Counter()
+    for entry in expected.values():
+        if "language" in entry:
+            table[(str(entry["language"]), f"{entry.get('kind')}/{entry['outcome']}")] += 1
+    languages = sorted({lang for lang, _ in table})
+    outcomes = sorted({outcome for _, outcome in table})
+    lines = ["  samples (per language): " + " ".join(f"{lang:>4}" for lang in languages)]
+    for outcome in outcomes:
+        cells = " ".join(
+            f"{table[(lang, outcome)]:>4}" if table[(lang, outcome)] else "   -"
+            for lang in languages
+        )
+        lines.append(f"    {outcome:<22}{cells}")
+    covered = {str(e.get("rule")) for e in expected.values()}
+    missing = [r.id for r in rule_set.rules if r.id not in covered]
+    lines.append(f"  rules without a sample: {', '.join(missing) if missing else 'none'}")
     return lines
 
 

@@ -14,7 +14,7 @@ from optout_mail.commands.state import (
     pass_state,
     print_json_line,
 )
-from optout_mail.errors import SourceError
+from optout_mail.errors import SourceError, UsageError
 from optout_mail.model import NO_MATCH
 
 
@@ -76,12 +76,41 @@ def rules() -> None:
 
 
 @rules.command("check")
+@click.option(
+    "--samples",
+    "samples_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A samples folder with expected.toml, to report coverage (default: samples/ of a "
+    "checkout, when there is one).",
+)
 @pass_state
-def rules_check(state: State) -> None:
-    """Lint every pack; count rules per language, outcome and provenance."""
-    from optout_mail.output import rules_check_lines
+def rules_check(state: State, samples_dir: Path | None) -> None:
+    """Lint every pack; count rules per language, outcome and provenance; show the terms of
+    every lexicon set per language and which languages and outcomes the samples cover.
 
-    click.echo("\n".join(rules_check_lines(state.rules())))
+    \b
+    Example:
+      optout-mail rules check --samples samples/
+    """
+    import tomllib
+
+    from optout_mail.output import rules_check_lines
+    from optout_mail.rules import bundled_rules_dir
+
+    rule_set = state.rules()
+    if samples_dir is None:
+        guess = bundled_rules_dir().parent / "samples"
+        samples_dir = guess if (guess / "expected.toml").is_file() else None
+    samples = None
+    if samples_dir is not None:
+        try:
+            samples = tomllib.loads((samples_dir / "expected.toml").read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(
+                f"cannot read {samples_dir / 'expected.toml'}: {exc}",
+                hint="give a folder that holds the samples and their expected.toml",
+            ) from None
+    click.echo("\n".join(rules_check_lines(rule_set, samples)))
 
 
 @rules.command("list")

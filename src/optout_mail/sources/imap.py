@@ -120,6 +120,9 @@ class IMAPSession:
         self.source = source
         self._client = client
         self._can_idle: bool | None = None
+        # UIDNEXT of each folder when it was last scanned: a mail that arrives between that
+        # scan and the start of IDLE is never announced by IDLE, so it is caught from here.
+        self._scanned_uidnext: dict[str, int] = {}
 
     @property
     def can_idle(self) -> bool:
@@ -160,6 +163,8 @@ class IMAPSession:
         status = self._examine(folder)
         uidvalidity = int(status[b"UIDVALIDITY"])
         uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
+        if uidnext is not None:
+            self._scanned_uidnext[folder] = uidnext
         last_uid = 0
         if cursor is not None and cursor.uidvalidity == uidvalidity:
             last_uid = cursor.last_uid
@@ -214,7 +219,10 @@ class IMAPSession:
         # by its own process, and a stalled one leaves the others answering), and it would
         # cost a login per folder against providers' connection limits. Two short lines each
         # way per cycle; it also keeps NAT mappings alive.
-        self._examine(folder)
+        status = self._examine(folder)
+        scanned = self._scanned_uidnext.get(folder)
+        if scanned is not None and int(status.get(b"UIDNEXT", scanned)) > scanned:
+            return True  # arrived after the last scan, before IDLE could announce it
         started = time.monotonic()
         while True:
             left = refresh_s - (time.monotonic() - started)
