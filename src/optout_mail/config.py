@@ -88,7 +88,7 @@ class Account(BaseModel):
     def _check_security(self) -> Account:
         if self.security == "plain" and not self.allow_plaintext and not _is_loopback(self.host):
             raise ValueError(
-                f"security = \"plain\" sends the password unencrypted to {self.host}; use tls or "
+                f'security = "plain" sends the password unencrypted to {self.host}; use tls or '
                 "starttls, or set allow_plaintext = true if you really mean it"
             )
         if self.password is None and not self.password_command and not self.keyring:
@@ -167,7 +167,8 @@ def load_config(explicit: Path | None = None) -> Settings:
                 data = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
-                f"{path} is not valid TOML", problems=[str(exc)],
+                f"{path} is not valid TOML",
+                problems=[str(exc)],
                 hint="fix the syntax at the line and column shown",
             ) from None
         except OSError as exc:
@@ -201,12 +202,17 @@ def load_config(explicit: Path | None = None) -> Settings:
         raise ConfigError(
             f"the configuration has {exc.error_count()} problem"
             f"{'s' if exc.error_count() > 1 else ''}",
-            problems=[_describe(error, data, env, toml_file) for error in
-                      exc.errors(include_url=False, include_input=False, include_context=False)],
+            problems=[
+                _describe(error, data, env, toml_file)
+                for error in exc.errors(
+                    include_url=False, include_input=False, include_context=False
+                )
+            ],
             hint=f"fix the keys above in {path} or in the environment, then run the command again",
         ) from None
-    return Settings.model_construct(**{name: getattr(loaded, name)
-                                       for name in Settings.model_fields})
+    return Settings.model_construct(
+        **{name: getattr(loaded, name) for name in Settings.model_fields}
+    )
 
 
 def _describe(
@@ -217,7 +223,7 @@ def _describe(
     env_name = ENV_PREFIX + "__".join(part.upper() for part in loc if part != "[key]")
     message = str(error["msg"])
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
         message = "unknown key (a typo?)"
     if loc and loc[-1] == "[key]" and loc[0] == "accounts":

@@ -30,7 +30,10 @@ def _from_command(name: str, command: str | list[str]) -> str:
     shown = " ".join(shlex.quote(a) for a in argv)
     try:
         done = subprocess.run(
-            argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
+            argv,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
