@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from optout_mail.config import Account
 from optout_mail.errors import ConnectionLost, SourceError
 from optout_mail.model import Batch, Cursor, RawMail
-from optout_mail.sources.credentials import password_for
+from optout_mail.sources.credentials import secret_for
 from optout_mail.sources.imap_connect import clean, connect, logout
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class IMAPSource:
     sender_domains: Sequence[str]
     search_words: Sequence[str] = ()  # lookalike words: extra FROM terms for the SEARCH
     problems: list[str] = field(default_factory=list)
-    password: Callable[[], str] | None = None  # injectable for tests; default: credentials
+    secret: Callable[[], str] | None = None  # password or token; default: credentials
 
     @property
     def address(self) -> str | None:
@@ -79,14 +79,15 @@ class IMAPSource:
     def session(self) -> Iterator[IMAPSession]:
         """A logged-in connection, logged out on exit. Raises AuthError, ConnectionLost or
         SourceError. One session belongs to one thread (imapclient is not thread-safe)."""
-        client = connect(self.name, self.account, self._password)
+        client = connect(self.name, self.account, self._secret)
         try:
             yield IMAPSession(self, client)
         finally:
             logout(client, self.account.host)
 
-    def _password(self) -> str:
-        return self.password() if self.password else password_for(self.name, self.account)
+    def _secret(self) -> str:
+        """Asked anew at every connect: an access token may have expired since the last one."""
+        return self.secret() if self.secret else secret_for(self.name, self.account)
 
 
 class IMAPSession:
