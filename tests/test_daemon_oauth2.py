@@ -55,6 +55,13 @@ def oauth2_daemon(
     return running
 
 
+def wait_until_idling(daemon: Running, connects: int) -> None:
+    """Wait for `connects` connections in all, then a moment for their catch-up scans to end
+    and IDLE to begin: a mail that arrives between the two is left to the next full scan."""
+    daemon.wait_for_log("connected, catching up", count=connects)
+    time.sleep(1.5)
+
+
 @pytest.fixture
 def cleanup() -> Iterator[list[Running]]:
     started: list[Running] = []
@@ -73,6 +80,7 @@ def test_idle_push_and_an_expired_token_under_a_running_daemon(
     cleanup.append(daemon)
     first = endpoint.issue(daemon.user)
     daemon.start()
+    wait_until_idling(daemon, connects=2)
     daemon.append("meta/en/received.eml")
     popups.received(min_count=1, timeout=PUSH_WAIT)
 
@@ -82,7 +90,7 @@ def test_idle_push_and_an_expired_token_under_a_running_daemon(
     endpoint.expire(daemon.user, stale_hand_outs=1)
     server.kick(daemon.user)
     daemon.wait_for_log("the access token was refused (expired?); trying once more")
-    daemon.wait_for_log("connected, catching up", count=4)
+    wait_until_idling(daemon, connects=4)
     daemon.append("meta/en/honoured-us.eml")
     received = popups.received(min_count=2, timeout=PUSH_WAIT)
     assert received[1].summary.startswith("Instagram honoured your objection")
@@ -125,6 +133,7 @@ def test_a_token_refused_twice_backs_off_and_recovers(
     started = time.monotonic()
     # Only INBOX is watched: the folder list could not be asked for at the start.
     daemon.wait_for_log("connected, catching up", timeout=30)
+    wait_until_idling(daemon, connects=1)
     print(f"recovered {time.monotonic() - started:.1f} s after the token was fixed")
     log = daemon.log.read_text()
     assert "retrying every 30 minutes" not in log and "revoked-long-ago" not in log
