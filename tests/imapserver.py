@@ -171,17 +171,24 @@ class Dovecot:
     Use as a context manager or call `close()`. Users come from `add_user()`; every user has
     INBOX and ``Junk`` (special-use ``\\Junk``). Client->server traffic of every post-login
     session is recorded (Dovecot ``rawlog_dir``), see `commands()`.
+
+    With `oauth2_url` (an RFC 7662 introspection endpoint, e.g. `tests.oauth2server`) the
+    server also offers ``AUTH=XOAUTH2`` and ``AUTH=OAUTHBEARER``: an ``oauth2`` passdb checks
+    each bearer token there. Passwords keep working (the helpers below log in with them).
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, *, idle_notify_interval: int = 2, start: bool = True) -> None:
+    def __init__(
+        self, *, idle_notify_interval: int = 2, start: bool = True, oauth2_url: str | None = None
+    ) -> None:
         dovecot, doveadm = _which("dovecot"), _which("doveadm")
         if dovecot is None or doveadm is None:
             raise RuntimeError("Dovecot is not installed (Debian package dovecot-imapd)")
         self._dovecot = dovecot
         self._doveadm = doveadm
         self.idle_notify_interval = idle_notify_interval
+        self.oauth2_url = oauth2_url
         self.as_root = os.geteuid() == 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._users: dict[str, ImapUser] = {}
@@ -197,6 +204,7 @@ class Dovecot:
             self._prepare_dirs()
             self.ca_file, self._cert, self._key = _make_certificates(self.root / "tls")
             self._write_passwd()
+            self._write_oauth2()
             self._write_config()
             if start:
                 self._first_start()
@@ -249,6 +257,26 @@ class Dovecot:
         for name in ("run", "state", "mail", "rawlog"):
             (self.root / name).mkdir(mode=0o755)
 
+    @property
+    def _oauth2_file(self) -> Path:
+        return self.root / "oauth2.conf"
+
+    def _write_oauth2(self) -> None:
+        """The oauth2 passdb's settings: every token is checked by POSTing it to `oauth2_url`
+        (RFC 7662 introspection); the answer must say active = true and name the user."""
+        if not self.oauth2_url:
+            return
+        self._oauth2_file.write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {self.oauth2_url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+            "timeout_msecs = 5000\n"
+        )
+        self._oauth2_file.chmod(0o644)
+
     def _write_passwd(self) -> None:
         lines = [
             f"{u.name}:{{PLAIN}}{u.password}:{u.uid}:{u.gid}::{u.home}::\n"
@@ -288,6 +316,14 @@ class Dovecot:
             f"  mailbox {_quote(name)} {{\n    special_use = {use}\n  }}\n"
             for name, use in self._extra_mailboxes.items()
         )
+        # oauth2 mode: passwords for PLAIN/LOGIN, bearer tokens for XOAUTH2/OAUTHBEARER.
+        password_mechanisms = oauth2 = ""
+        if self.oauth2_url:
+            password_mechanisms = "  mechanisms = plain login\n"
+            oauth2 = (
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {self._oauth2_file}\n}}\n"
+            )
         dh = Path("/usr/share/dovecot/dh.pem")
         dh_line = f"ssl_dh = <{dh}\n" if dh.exists() else ""
         config = f"""\
@@ -302,7 +338,7 @@ listen = 127.0.0.1
 shutdown_clients = yes
 verbose_proctitle = yes
 auth_verbose = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_url else ""}
 disable_plaintext_auth = no
 # No 2 s delay after a failed login (the anvil auth penalty is switched off below).
 auth_failure_delay = 0
@@ -318,8 +354,8 @@ ssl_key = <{self._key}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self._passwd_file}
-}}
-userdb {{
+{password_mechanisms}}}
+{oauth2}userdb {{
   driver = passwd-file
   args = username_format=%u {self._passwd_file}
 }}

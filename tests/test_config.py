@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.conftest import Result
 
 from optout_mail.config import load_config
 from optout_mail.errors import ConfigError
@@ -132,3 +133,53 @@ def test_world_readable_config_with_password_warns(
     path.chmod(0o644)
     load_config(path)
     assert "chmod 600" in caplog.text
+
+
+OAUTH2 = '[accounts.gmail]\nhost = "imap.gmail.com"\nusername = "alice@gmail.com"\n'
+
+
+def test_oauth2_accounts_take_a_token_command_as_string_or_argv(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = OAUTH2 + 'auth = "xoauth2"\ntoken_command = "oama access alice@gmail.com"\n'
+    account = load_config(write_config(text)).accounts["gmail"]
+    assert (account.auth, account.uses_oauth2) == ("xoauth2", True)
+    assert account.token_command == "oama access alice@gmail.com"
+    argv = OAUTH2 + 'auth = "oauthbearer"\ntoken_command = ["mutt_oauth2.py", "tokens"]\n'
+    assert load_config(write_config(argv)).accounts["gmail"].token_command == [
+        "mutt_oauth2.py",
+        "tokens",
+    ]
+    password = load_config(write_config(GOOD.format(data="d"))).accounts["home"]
+    assert (password.auth, password.uses_oauth2) == ("password", False)
+    gcloud = "gcloud auth print-access-token"
+    monkeypatch.setenv("OPTOUT_MAIL_ACCOUNTS__GMAIL__TOKEN_COMMAND", gcloud)
+    from_env = load_config(write_config(OAUTH2 + 'auth = "xoauth2"\n')).accounts["gmail"]
+    assert from_env.token_command == gcloud
+
+
+def test_oauth2_problems_are_all_listed(
+    write_config: Callable[[str], Path], cli: Callable[..., Result]
+) -> None:
+    path = write_config(
+        OAUTH2.replace("imap.gmail.com", "imap.example.org")
+        + 'auth = "xoauth2"\nsecurity = "plain"\npassword = "hunter2-secret"\nkeyring = true\n'
+    )
+    result = cli("--config", str(path), "scan")
+    assert result.status == 78
+    assert "the configuration has 3 problems" in result.err
+    assert "sends the access token unencrypted to imap.example.org" in result.err
+    assert 'accounts.gmail: auth = "xoauth2" needs token_command' in result.err
+    assert "not a password: remove password and keyring" in result.err
+    assert "hunter2" not in result.err + result.out
+
+
+def test_a_token_command_needs_an_oauth2_auth_and_auth_is_checked(
+    write_config: Callable[[str], Path],
+) -> None:
+    with pytest.raises(ConfigError, match="1 problem") as caught:
+        load_config(write_config(OAUTH2 + 'token_command = "oama access alice@gmail.com"\n'))
+    assert 'token_command is only used with auth = "xoauth2"' in caught.value.problems[0]
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(OAUTH2 + 'auth = "oauth2"\ntoken_command = "x"\n'))
+    assert caught.value.problems[0].startswith("accounts.gmail.auth: Input should be")

@@ -263,3 +263,33 @@ def test_split_commands_strips_timestamps_and_literals() -> None:
         b"1700000000.000006 A3 NOO"
     )
     assert _split_commands(rawlog) == [b'A1 APPEND "INBOX" {...}', b"A2 IDLE", b"DONE"]
+
+
+def test_oauth2_mode_checks_bearer_tokens_at_the_endpoint() -> None:
+    from tests.oauth2server import TokenEndpoint
+
+    with TokenEndpoint() as endpoint, Dovecot(oauth2_url=endpoint.introspection_url) as srv:
+        srv.add_user("olga", "olga-pw")
+        srv.add_user("pavel", "pavel-pw")
+        token = endpoint.issue("olga")
+        logins: list[Callable[[IMAPClient], object]] = [
+            lambda c: c.oauth2_login("olga", token),
+            lambda c: c.oauthbearer_login("olga", token),
+            lambda c: c.login("olga", "olga-pw"),  # passwords keep working beside tokens
+        ]
+        for login in logins:
+            client = srv.client()
+            assert b"AUTH=XOAUTH2" in client.capabilities()
+            login(client)
+            client.logout()
+        endpoint.expire("olga")
+        client = srv.client()
+        with pytest.raises(LoginError):
+            client.oauth2_login("olga", token)
+        client.oauth2_login("olga", endpoint.issue("olga"))  # a fresh one, same connection
+        client.logout()
+        client = srv.client()
+        with pytest.raises(LoginError):  # olga's token does not log in pavel
+            client.oauth2_login("pavel", endpoint.issue("olga"))
+        client.shutdown()
+    assert (token, False) in endpoint.introspections

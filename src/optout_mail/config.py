@@ -45,6 +45,7 @@ ACCOUNT_NAME = r"^[a-z0-9]+(_[a-z0-9]+)*$"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 AUTHSERV_ID = rf"(\*\.)?{_LABEL}(\.{_LABEL})*"  # a host name, or *.suffix
 DEFAULT_SINCE = date(2024, 5, 1)  # Meta's first objection wave started in May 2024
+PROBLEM_SEPARATOR = "\n"  # one validator's several problems, listed one by one
 
 
 def default_config_path() -> Path:
@@ -69,9 +70,11 @@ class Account(BaseModel):
     security: Literal["tls", "starttls", "plain"] = "tls"
     allow_plaintext: bool = False  # plaintext IMAP beyond loopback, for people who must
     username: Annotated[str, Field(min_length=1)]
+    auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
     password: SecretStr | None = None
     password_command: str | list[str] | None = None
     keyring: bool = False  # look the password up in the system keyring (service "optout-mail")
+    token_command: str | list[str] | None = None  # xoauth2/oauthbearer: prints an access token
     address: str | None = None  # the address Meta writes to, when it is not the username
     folders: list[str] | None = None  # default: INBOX plus the server's \Junk folder
     ca_file: Path | None = None
@@ -102,18 +105,58 @@ class Account(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_security(self) -> Account:
+    def _check_credentials(self) -> Account:
+        problems = []
+        secret = "the access token" if self.uses_oauth2 else "the password"
         if self.security == "plain" and not self.allow_plaintext and not _is_loopback(self.host):
-            raise ValueError(
-                f"security = \"plain\" sends the password unencrypted to {self.host}; use tls or "
+            problems.append(
+                f'security = "plain" sends {secret} unencrypted to {self.host}; use tls or '
                 "starttls, or set allow_plaintext = true if you really mean it"
             )
-        if self.password is None and not self.password_command and not self.keyring:
-            raise ValueError(
-                "no password given: set password, password_command or keyring = true "
-                "(or the environment variable OPTOUT_MAIL_ACCOUNTS__<NAME>__PASSWORD)"
+        if self.uses_oauth2:
+            problems.extend(self._oauth2_problems())
+        elif self.token_command:
+            problems.append(
+                'token_command is only used with auth = "xoauth2" or "oauthbearer"; '
+                "set auth, or remove token_command"
             )
+        elif self.password is None and not self.password_command and not self.keyring:
+            problems.append(
+                "no password given: set password, password_command or keyring = true "
+                "(or the environment variable OPTOUT_MAIL_ACCOUNTS__<NAME>__PASSWORD), "
+                'or auth = "xoauth2" with a token_command'
+            )
+        if problems:
+            raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return self
+
+    def _oauth2_problems(self) -> list[str]:
+        problems = []
+        if not self.token_command:
+            problems.append(
+                f'auth = "{self.auth}" needs token_command, the command that prints a fresh '
+                'access token (e.g. token_command = "oama access alice@gmail.com")'
+            )
+        given = [
+            key
+            for key, value in (
+                ("password", self.password is not None),
+                ("password_command", bool(self.password_command)),
+                ("keyring", self.keyring),
+            )
+            if value
+        ]
+        if given:
+            problems.append(
+                f'auth = "{self.auth}" logs in with an access token, not a password: remove '
+                f"{' and '.join(given)}"
+            )
+        return problems
+
+    @property
+    def uses_oauth2(self) -> bool:
+        """Logs in with an OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER)."""
+        return self.auth != "password"
 
     @property
     def effective_port(self) -> int:
@@ -184,7 +227,8 @@ def load_config(explicit: Path | None = None) -> Settings:
                 data = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
-                f"{path} is not valid TOML", problems=[str(exc)],
+                f"{path} is not valid TOML",
+                problems=[str(exc)],
                 hint="fix the syntax at the line and column shown",
             ) from None
         except OSError as exc:
@@ -215,26 +259,31 @@ def load_config(explicit: Path | None = None) -> Settings:
     try:
         loaded = _Loaded()
     except ValidationError as exc:
+        problems = [
+            problem
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+            for problem in _describe(error, data, env, toml_file)
+        ]
         raise ConfigError(
-            f"the configuration has {exc.error_count()} problem"
-            f"{'s' if exc.error_count() > 1 else ''}",
-            problems=[_describe(error, data, env, toml_file) for error in
-                      exc.errors(include_url=False, include_input=False, include_context=False)],
+            f"the configuration has {len(problems)} problem{'s' if len(problems) > 1 else ''}",
+            problems=problems,
             hint=f"fix the keys above in {path} or in the environment, then run the command again",
         ) from None
-    return Settings.model_construct(**{name: getattr(loaded, name)
-                                       for name in Settings.model_fields})
+    return Settings.model_construct(
+        **{name: getattr(loaded, name) for name in Settings.model_fields}
+    )
 
 
 def _describe(
     error: Any, data: Mapping[str, Any], env: Mapping[str, str], toml_file: Path | None
-) -> str:
+) -> list[str]:
+    """One line per problem of a pydantic error: the key, what is wrong, where it was set."""
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
     env_name = ENV_PREFIX + "__".join(part.upper() for part in loc if part != "[key]")
     message = str(error["msg"])
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
         message = "unknown key (a typo?)"
     if loc and loc[-1] == "[key]" and loc[0] == "accounts":
@@ -248,7 +297,7 @@ def _describe(
         origin = f" (in {toml_file})"
     elif any(name.upper().startswith(env_name) for name in env):
         origin = f" (from the environment, {env_name})"
-    return f"{key}: {message}{origin}"
+    return [f"{key}: {line}{origin}" for line in message.split(PROBLEM_SEPARATOR)]
 
 
 def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:

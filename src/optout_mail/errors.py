@@ -4,7 +4,8 @@ OptoutError                 base of everything raised on purpose
 ├── ConfigError             bad or missing configuration (exit 78); lists every problem
 ├── RuleError               a rule pack that does not load or lint (exit 78)
 ├── SourceError             a mailbox that cannot be read (exit 1)
-│   ├── AuthError           the server refused the credentials
+│   ├── AuthError           the server refused the credentials, or none could be had
+│   ├── TokenRefused        the server refused a fresh OAuth2 access token (retried soon)
 │   └── ConnectionLost      network or server trouble worth retrying
 ├── LedgerError             the ledger cannot be opened or written (exit 1)
 └── UsageError              a command used the wrong way (exit 2)
@@ -42,7 +43,15 @@ class SourceError(OptoutError):
 
 
 class AuthError(SourceError):
-    """The IMAP server refused the login."""
+    """The IMAP server refused the login, or the password or token source failed."""
+
+
+class TokenRefused(SourceError):
+    """The IMAP server refused an OAuth2 access token, a fresh one included.
+
+    Not an `AuthError`: tokens expire and are revoked by the provider at any time, so this is
+    retried with the usual back-off rather than waited out like a wrong password.
+    """
 
 
 class ConnectionLost(SourceError):

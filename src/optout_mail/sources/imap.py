@@ -19,7 +19,7 @@ from optout_mail.config import Account
 from optout_mail.errors import ConnectionLost, SourceError
 from optout_mail.model import Batch, Cursor, RawMail
 from optout_mail.rules import Trust
-from optout_mail.sources.credentials import password_for
+from optout_mail.sources.credentials import secret_for
 from optout_mail.sources.imap_connect import clean, connect, logout, shutdown, stall_timeout
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class IMAPSource:
     sender_domains: Sequence[str]
     search_words: Sequence[str] = ()  # lookalike words: extra FROM terms for the SEARCH
     problems: list[str] = field(default_factory=list)
-    password: Callable[[], str] | None = None  # injectable for tests; default: credentials
+    secret: Callable[[], str] | None = None  # password or token; default: credentials
 
     @property
     def address(self) -> str | None:
@@ -96,7 +96,7 @@ class IMAPSource:
     def session(self) -> Iterator[IMAPSession]:
         """A logged-in connection, logged out on exit. Raises AuthError, ConnectionLost or
         SourceError. One session belongs to one thread (imapclient is not thread-safe)."""
-        client = connect(self.name, self.account, self._password)
+        client = connect(self.name, self.account, self._secret)
         lost = False
         try:
             yield IMAPSession(self, client)
@@ -109,8 +109,9 @@ class IMAPSource:
             else:
                 logout(client, self.account.host)
 
-    def _password(self) -> str:
-        return self.password() if self.password else password_for(self.name, self.account)
+    def _secret(self) -> str:
+        """Asked anew at every connect: an access token may have expired since the last one."""
+        return self.secret() if self.secret else secret_for(self.name, self.account)
 
 
 class IMAPSession:

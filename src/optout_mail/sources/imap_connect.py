@@ -1,8 +1,10 @@
 """Opening an IMAP connection for the IMAP source: TLS verified by default, timeouts always set.
 
-Owns the login, the short read timeout that tells a stalled connection, and the translation of
-imapclient's and the socket's errors into `SourceError`s that say what to do (`AuthError` for
-a refused login, `ConnectionLost` for what may pass).
+Owns the login — a password, or an OAuth2 access token over SASL XOAUTH2 / OAUTHBEARER — the
+short read timeout that tells a stalled connection, and the translation of imapclient's and the
+socket's errors into `SourceError`s that say what to do (`AuthError` for a refused login,
+`TokenRefused` for a refused token even after asking for a fresh one, `ConnectionLost` for what
+may pass).
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from optout_mail.config import Account
-from optout_mail.errors import AuthError, ConnectionLost, SourceError
+from optout_mail.errors import AuthError, ConnectionLost, SourceError, TokenRefused
+from optout_mail.sources.credentials import shown_command
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
 
 log = logging.getLogger(__name__)
 
+SASL_MECHANISM = {"xoauth2": "XOAUTH2", "oauthbearer": "OAUTHBEARER"}
+OAUTH2_SCOPES = (
+    "Gmail: https://mail.google.com/, "
+    "Microsoft 365: https://outlook.office.com/IMAP.AccessAsUser.All"
+)
 
-def connect(name: str, account: Account, password: Callable[[], str]) -> IMAPClient:
-    """A logged-in client for account `name`. Raises AuthError, ConnectionLost or SourceError."""
+
+def connect(name: str, account: Account, secret: Callable[[], str]) -> IMAPClient:
+    """A logged-in client for account `name`; `secret` gives the password, or for OAuth2 an
+    access token (asked again when the server refuses the first). Raises AuthError,
+    TokenRefused, ConnectionLost or SourceError."""
     from imapclient import IMAPClient, SocketTimeout
 
     context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
@@ -40,7 +51,10 @@ def connect(name: str, account: Account, password: Callable[[], str]) -> IMAPCli
         )
         if account.security == "starttls":
             client.starttls(context)
-        client.login(account.username, password())
+        if account.uses_oauth2:
+            _oauth2_login(name, account, client, secret)
+        else:
+            client.login(account.username, secret())
         return client
     except BaseException as exc:
         if client is not None:
@@ -49,6 +63,48 @@ def connect(name: str, account: Account, password: Callable[[], str]) -> IMAPCli
         if error is None:
             raise
         raise error from None
+
+
+def _oauth2_login(
+    name: str, account: Account, client: IMAPClient, token: Callable[[], str]
+) -> None:
+    """SASL XOAUTH2 or OAUTHBEARER. A refused token may just have expired since the helper
+    cached it: ask `token` for a fresh one and try again at once, on the same connection;
+    refused twice, it is `TokenRefused`."""
+    from imapclient.exceptions import IMAPClientAbortError, LoginError
+
+    mechanism = SASL_MECHANISM[account.auth]
+    offered = {cap.decode("ascii", "replace").upper() for cap in client.capabilities()}
+    if f"AUTH={mechanism}" not in offered:
+        others = sorted(m.lower() for m in SASL_MECHANISM.values() if f"AUTH={m}" in offered)
+        raise SourceError(
+            f"account {name}: {account.host} does not offer {mechanism} logins",
+            hint=f'use auth = "{others[0]}"' if others else "check `host` and `auth`",
+        )
+    for attempt in range(2):
+        access_token = token()
+        try:
+            if mechanism == "OAUTHBEARER":
+                client.oauthbearer_login(account.username, access_token)
+            else:
+                client.oauth2_login(account.username, access_token, mech=mechanism)
+            return
+        except LoginError as exc:
+            if isinstance(exc.__context__, IMAPClientAbortError | OSError):
+                raise exc.__context__ from None  # the connection broke, nothing was refused
+            if attempt:
+                shown = shown_command(account.token_command or "")
+                raise TokenRefused(
+                    f"account {name}: the access token was refused (expired?) by "
+                    f"{account.host} for {account.username}, also after asking for a fresh one",
+                    hint=f"run the token_command by hand ({shown}) and check that its token "
+                    f"is for {account.username}, with the scope {OAUTH2_SCOPES}",
+                ) from None
+            log.info(
+                "account %s: the access token was refused (expired?); trying once more "
+                "with a fresh one from token_command",
+                name,
+            )
 
 
 def connection_error(name: str, account: Account, exc: BaseException) -> SourceError | None:
