@@ -2,8 +2,9 @@
 
 Each watcher has its own IMAP session (sources.imap): catch up, wait for news (IDLE), scan,
 repeat; reconnect with capped exponential back-off and jitter. APScheduler runs the
-reconciliation scan, the daily deadline check and the systemd watchdog. SIGTERM/SIGINT stop
-it all; SIGHUP reloads.
+reconciliation scan, the daily deadline check and the health check (the ledger's integrity,
+live watchers) that feeds the systemd watchdog; a damaged ledger ends `run` with status 1.
+SIGTERM/SIGINT stop it all; SIGHUP reloads.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from optout_mail import sdnotify, wiring
+from optout_mail import ledger_file, sdnotify, wiring
 from optout_mail.config import Settings
 from optout_mail.errors import (
     AuthError,
     ConfigError,
     ConnectionLost,
+    LedgerDamaged,
+    LedgerError,
     OptoutError,
     RuleError,
     SourceError,
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_CAP = 2.0, 300.0
 AUTH_RETRY = 30 * 60  # a refused login is retried slowly, not hammered
 HEARTBEAT_STALE = 3 * IDLE_REFRESH  # a watcher silent for longer is wedged: stop the pings
+HEALTH_INTERVAL = 60.0  # seconds between health checks when systemd asks for no watchdog
 
 
 class AlreadyRunning(OptoutError):
@@ -231,12 +235,14 @@ class Daemon:
         self._reload = threading.Event()
         self._watchers: list[FolderWatcher] = []
         self._context: Context | None = None
+        self._fatal: LedgerError | None = None
 
     # -- the main thread ------------------------------------------------------------------
 
     def run(self) -> None:
         settings, rules = self._load()
         with _single_instance(settings.data_dir):
+            Ledger(settings.ledger_path).close()  # a damaged ledger stops us here (status 1)
             self._install_signal_handlers()
             scheduler = self._scheduler(settings)
             try:
@@ -255,6 +261,8 @@ class Daemon:
                 self._stop_watchers(grace=4.0)
                 scheduler.shutdown(wait=True)
                 log.info("stopped")
+        if self._fatal is not None:
+            raise self._fatal
 
     def stop(self) -> None:
         self._stop.set()
@@ -343,9 +351,8 @@ class Daemon:
             id="deadlines",
             next_run_time=datetime.now(UTC),
         )
-        interval = sdnotify.watchdog_interval()
-        if interval:
-            scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
+        interval = sdnotify.watchdog_interval() or HEALTH_INTERVAL
+        scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
         return scheduler
 
     def _reconcile(self) -> None:
@@ -357,12 +364,28 @@ class Daemon:
             check_deadlines(self._context)
 
     def _watchdog(self) -> None:
+        """The health check: the ledger passes its check and every watcher beat lately; only
+        then does systemd get its ping. A damaged ledger stops the daemon with status 1."""
+        context = self._context
+        if context is not None:
+            try:
+                Ledger(context.settings.ledger_path).close()
+            except LedgerDamaged as exc:
+                log.error("%s; stopping (%s)", exc.message, exc.hint)
+                sdnotify.notify(f"STATUS=stopped: {exc.message}")
+                self._fatal = exc
+                self._stop.set()
+                return
+            except LedgerError as exc:
+                log.warning("health check: %s", exc.message)
+                return
         now = time.monotonic()
         stale = [w.name for w in self._watchers if now - w.heartbeat > HEARTBEAT_STALE]
         if stale:
             log.error("no sign of life from %s; letting the watchdog restart us", ", ".join(stale))
             return
-        sdnotify.notify("WATCHDOG=1", f"STATUS={self._status()}")
+        if sdnotify.watchdog_interval():
+            sdnotify.notify("WATCHDOG=1", f"STATUS={self._status()}")
 
 
 def _folders(source: IMAPSource) -> list[str]:
@@ -382,9 +405,10 @@ def _folders(source: IMAPSource) -> list[str]:
 @contextlib.contextmanager
 def _single_instance(data_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on data_dir/run.lock for as long as the daemon runs."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger_file.secure_dir(data_dir)
     path = data_dir / "run.lock"
-    handle: IO[str] = path.open("a+")
+    handle: IO[str] = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    ledger_file.secure_file(path)  # 0600 whatever the umask
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
