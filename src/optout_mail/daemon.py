@@ -1,8 +1,9 @@
 """`optout-mail run`: a watcher thread per account and folder, scheduled jobs, signals, lifecycle.
 
 The watchers (watcher.py) bring new mail by IDLE and reconnect on their own. APScheduler runs
-the reconciliation scan, the daily deadline check and the systemd watchdog. SIGTERM/SIGINT
-stop it all; SIGHUP reloads.
+the reconciliation scan, the daily deadline check and the health check (the ledger's integrity,
+live watchers) that feeds the systemd watchdog; a damaged ledger ends `run` with status 1.
+SIGTERM/SIGINT stop it all; SIGHUP reloads.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from optout_mail import sdnotify, wiring
+from optout_mail import ledger_file, sdnotify, wiring
 from optout_mail.config import Settings
-from optout_mail.errors import AuthError, ConfigError, OptoutError, RuleError, SourceError
+from optout_mail.errors import (
+    AuthError,
+    ConfigError,
+    LedgerDamaged,
+    LedgerError,
+    OptoutError,
+    RuleError,
+    SourceError,
+)
+from optout_mail.ledger import Ledger
 from optout_mail.pipeline import run_source
 from optout_mail.rules import RuleSet
 from optout_mail.sources.imap import IDLE_REFRESH, IMAPSource
@@ -33,6 +43,7 @@ from optout_mail.wiring import SendPopup
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STALE = 3 * IDLE_REFRESH  # a watcher silent for longer is wedged: stop the pings
+HEALTH_INTERVAL = 60.0  # seconds between health checks when systemd asks for no watchdog
 
 
 class AlreadyRunning(OptoutError):
@@ -88,6 +99,7 @@ class Daemon:
         self._reload = threading.Event()
         self._watchers: list[FolderWatcher] = []
         self._context: Context | None = None
+        self._fatal: LedgerError | None = None
 
     # -- the main thread ------------------------------------------------------------------
 
@@ -117,6 +129,8 @@ class Daemon:
                 self._stop_watchers(grace=4.0)
                 scheduler.shutdown(wait=True)
                 log.info("stopped")
+        if self._fatal is not None:
+            raise self._fatal
 
     def stop(self) -> None:
         self._stop.set()
@@ -205,9 +219,8 @@ class Daemon:
             id="deadlines",
             next_run_time=datetime.now(UTC),
         )
-        interval = sdnotify.watchdog_interval()
-        if interval:
-            scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
+        interval = sdnotify.watchdog_interval() or HEALTH_INTERVAL
+        scheduler.add_job(self._watchdog, "interval", seconds=interval, id="watchdog")
         return scheduler
 
     def _reconcile(self) -> None:
@@ -219,12 +232,28 @@ class Daemon:
             check_deadlines(self._context)
 
     def _watchdog(self) -> None:
+        """The health check: the ledger passes its check and every watcher beat lately; only
+        then does systemd get its ping. A damaged ledger stops the daemon with status 1."""
+        context = self._context
+        if context is not None:
+            try:
+                Ledger(context.settings.ledger_path).close()
+            except LedgerDamaged as exc:
+                log.error("%s; stopping (%s)", exc.message, exc.hint)
+                sdnotify.notify(f"STATUS=stopped: {exc.message}")
+                self._fatal = exc
+                self._stop.set()
+                return
+            except LedgerError as exc:
+                log.warning("health check: %s", exc.message)
+                return
         now = time.monotonic()
         stale = [w.name for w in self._watchers if now - w.heartbeat > HEARTBEAT_STALE]
         if stale:
             log.error("no sign of life from %s; letting the watchdog restart us", ", ".join(stale))
             return
-        sdnotify.notify("WATCHDOG=1", f"STATUS={self._status()}")
+        if sdnotify.watchdog_interval():
+            sdnotify.notify("WATCHDOG=1", f"STATUS={self._status()}")
 
 
 def _folders(source: IMAPSource) -> list[str]:
@@ -244,9 +273,10 @@ def _folders(source: IMAPSource) -> list[str]:
 @contextlib.contextmanager
 def _single_instance(data_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on data_dir/run.lock for as long as the daemon runs."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger_file.secure_dir(data_dir)
     path = data_dir / "run.lock"
-    handle: IO[str] = path.open("a+")
+    handle: IO[str] = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    ledger_file.secure_file(path)  # 0600 whatever the umask
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,6 +8,7 @@ OptoutError                 base of everything raised on purpose
 │   ├── TokenRefused        the server refused a fresh OAuth2 access token (retried soon)
 │   └── ConnectionLost      network or server trouble worth retrying
 ├── LedgerError             the ledger cannot be opened or written (exit 1)
+│   └── LedgerDamaged       the file is empty, not SQLite, truncated or fails its check
 └── UsageError              a command used the wrong way (exit 2)
     └── UnknownRequest      no request has the id the user gave
 """
@@ -60,6 +61,13 @@ class ConnectionLost(SourceError):
 
 class LedgerError(OptoutError):
     """The SQLite ledger cannot be opened, migrated or written."""
+
+
+class LedgerDamaged(LedgerError):
+    """The ledger file is damaged: empty, not SQLite, truncated, or fails the integrity check.
+
+    Never recreated in its place; the hint names the way out (restore a backup, or move it away).
+    """
 
 
 class UsageError(OptoutError):

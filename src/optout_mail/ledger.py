@@ -3,10 +3,12 @@
 It stores what `lifecycle.decide` chose; it decides nothing itself. Schema changes are numbered
 migrations in `PRAGMA user_version`. `record` writes events, request states and the folder cursor
 in one transaction, so a crash neither loses nor repeats anything, and a mail is recorded once.
+The file itself (checks, permissions, locks) is `ledger_file`'s; its backups are `backup`'s.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,13 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from optout_mail import lifecycle
+from optout_mail import backup, ledger_file, lifecycle
 from optout_mail.errors import LedgerError, UnknownRequest, UsageError
+from optout_mail.ledger_popups import PopupRecords
+from optout_mail.ledger_views import LedgerViews
+from optout_mail.ledger_views import iso as _iso
+from optout_mail.ledger_views import parse_iso as _parse_iso
 from optout_mail.model import (
     Change,
     Classification,
     Cursor,
-    EventView,
     Kind,
     Message,
     Observation,
@@ -28,6 +33,8 @@ from optout_mail.model import (
     RequestView,
     State,
 )
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -133,39 +140,36 @@ def dedupe_key(message: Message, classification: Classification) -> str:
     return message.message_id
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+class Ledger(LedgerViews):
+    """The ledger file. One instance per thread (sqlite3 connections are not shared).
 
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-class Ledger:
-    """The ledger file. One instance per thread (sqlite3 connections are not shared)."""
+    Opening checks the file (`ledger_file.connect`); the first write of a connection takes the
+    daily backup when one is due, and a migration is preceded by a backup of its own.
+    Reading (requests, events, counts) is inherited from `LedgerViews`.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
-        try:
-            if isinstance(self.path, Path):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(path), timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.row_factory = sqlite3.Row
+        self._backup_due = False
+        if isinstance(self.path, Path):
+            self._db, created = ledger_file.connect(self.path)
+            self._backup_due = not created
+        else:
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            if str(path) != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.row_factory = sqlite3.Row
+        self.popups = PopupRecords(self._db, self.path, self._transaction)
+        try:
             self._migrate()
         except sqlite3.Error as exc:
+            self._db.close()
             raise LedgerError(
                 f"cannot open the ledger {path}: {exc}",
-                hint="check that the data_dir is writable and the file is not damaged",
+                hint="check that the data_dir is writable and has free space",
             ) from None
-        except OSError as exc:
-            raise LedgerError(f"cannot create the data directory for {path}: {exc}") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -185,8 +189,15 @@ class Ledger:
                 f"the ledger {self.path} was written by a newer optout-mail (schema {version})",
                 hint="upgrade optout-mail",
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._transaction():
+        if version == len(MIGRATIONS):
+            return
+        self._backup_due = False  # the backup before the migration stands for today's
+        with self._transaction():
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if 0 < version < len(MIGRATIONS) and isinstance(self.path, Path):
+                backup.take_backup(self.path, reason=f"schema{version}", now=datetime.now(UTC))
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -196,7 +207,8 @@ class Ledger:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `scan` waits instead
         # of failing half-way with SQLITE_BUSY on its first write.
-        self._db.execute("BEGIN IMMEDIATE")
+        self._daily_backup()
+        ledger_file.begin_immediate(self._db, self.path)
         try:
             yield self._db
         except BaseException:
@@ -204,6 +216,19 @@ class Ledger:
             raise
         else:
             self._db.execute("COMMIT")
+
+    def _daily_backup(self) -> None:
+        """Before the first write of a connection to an existing ledger: the daily backup."""
+        if not self._backup_due or not isinstance(self.path, Path):
+            return
+        self._backup_due = False
+        empty = "SELECT NOT EXISTS (SELECT 1 FROM events) AND NOT EXISTS (SELECT 1 FROM requests)"
+        if self._db.execute(empty).fetchone()[0]:
+            return  # nothing worth keeping yet
+        try:
+            backup.backup_if_due(self.path, now=datetime.now(UTC))
+        except LedgerError as exc:  # the write goes on; the user hears of it
+            log.warning("%s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
 
     # -- cursors --------------------------------------------------------------------------
 
@@ -469,60 +494,14 @@ class Ledger:
         if cur.rowcount == 0:
             raise UnknownRequest(request_id)
 
-    # -- reading ---------------------------------------------------------------------------
-
-    def requests(self, *, now: datetime) -> list[RequestView]:
-        rows = self._db.execute("SELECT * FROM requests ORDER BY id").fetchall()
-        events: dict[int, list[EventView]] = {}
-        for row in self._db.execute(
-            "SELECT * FROM events WHERE request_id IS NOT NULL ORDER BY received_at, id"
-        ):
-            events.setdefault(row["request_id"], []).append(_event_view(row))
-        return [_request_view(row, events.get(row["id"], []), now) for row in rows]
-
-    def request(self, request_id: int, *, now: datetime) -> RequestView:
-        row = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-        if row is None:
-            raise UnknownRequest(request_id)
-        events = [
-            _event_view(r)
-            for r in self._db.execute(
-                "SELECT * FROM events WHERE request_id = ? ORDER BY received_at, id",
-                (request_id,),
-            )
-        ]
-        return _request_view(row, events, now)
-
-    def unattached_events(self) -> list[EventView]:
-        """Events that changed no request: mails that failed authentication, announcements."""
-        return [
-            _event_view(r)
-            for r in self._db.execute(
-                "SELECT * FROM events WHERE request_id IS NULL ORDER BY received_at, id"
-            )
-        ]
-
-    def _event(self, event_id: int) -> EventView:
-        row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-        return _event_view(row)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "requests": self._db.execute("SELECT count(*) FROM requests").fetchone()[0],
-            "events": self._db.execute("SELECT count(*) FROM events").fetchone()[0],
-        }
-
     # -- popups ------------------------------------------------------------------------------
 
     def popup_shown(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM popups WHERE key = ?", (key,)).fetchone() is not None
+        """True once a desktop took the popup `key` (see `popups` for the rest)."""
+        return self.popups.delivered(key)
 
     def mark_popup(self, key: str, *, delivered: bool, now: datetime) -> None:
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO popups (key, shown_at, delivered) VALUES (?, ?, ?)",
-                (key, _iso(now), int(delivered)),
-            )
+        self.popups.mark(key, delivered=delivered, now=now)
 
 
 def _why_not_confirmable(row: sqlite3.Row | None, event_id: int) -> str | None:
@@ -535,48 +514,3 @@ def _why_not_confirmable(row: sqlite3.Row | None, event_id: int) -> str | None:
     if row["kind"] is None or row["outcome"] in (Outcome.NOTICE.value,):
         return f"event {event_id} is not an answer to a request"
     return None
-
-
-def _event_view(row: sqlite3.Row) -> EventView:
-    authentic = row["authentic"]
-    before, after = row["state_before"], row["state_after"]
-    return EventView(
-        id=row["id"],
-        request_id=row["request_id"],
-        message_id=row["message_id"],
-        outcome=Outcome(row["outcome"]),
-        authentic=None if authentic is None else bool(authentic),
-        rule=row["rule"],
-        language=row["language"],
-        code=row["code"],
-        reference=row["reference"],
-        sender=row["sender"],
-        subject=row["subject"],
-        received_at=row["received_at"],
-        recorded_at=row["recorded_at"],
-        source=row["source"],
-        folder=row["folder"],
-        uid=row["uid"],
-        state_before=State(before) if before else None,
-        state_after=State(after) if after else None,
-        note=row["note"],
-    )
-
-
-def _request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> RequestView:
-    state = State(row["state"])
-    return RequestView(
-        id=row["id"],
-        platform=row["platform"],
-        account=row["account"],
-        kind=Kind(row["kind"]),
-        state=state,
-        filed_at=row["filed_at"],
-        due_at=row["due_at"],
-        extended=bool(row["extended"]),
-        created_by=row["created_by"],
-        updated_at=row["updated_at"],
-        overdue=lifecycle.is_overdue(state, _parse_iso(row["due_at"]), now),
-        events=tuple(events),
-        reference=row["reference"],
-    )

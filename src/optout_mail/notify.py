@@ -1,7 +1,8 @@
 """What to pop up, in words a person understands, and making sure each popup is shown once.
 
 `popup_for` turns a recorded change into a `Popup` (pure); `PopupNotifier` sends it after the
-ledger commit and remembers in the ledger what was shown, so a restart never repeats one.
+ledger commit and remembers in the ledger what a desktop took, so a restart never repeats one;
+one no desktop took is tried again on the next pass, for a day (a code only while it is valid).
 Sending is best-effort: the ledger is the truth, a missing desktop is logged, never raised.
 """
 
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from optout_mail.desktop import Popup
+from optout_mail.errors import UnknownRequest
 from optout_mail.ledger import Ledger
 from optout_mail.lifecycle import code_expired
 from optout_mail.model import Change, Outcome, RequestView, platform_name, request_label
 
 log = logging.getLogger(__name__)
+
+RETRY_FOR = timedelta(days=1)  # an undelivered popup is tried again for a day after its first try
+CODE_VALID = timedelta(hours=1)  # Meta's one-time codes expire within the hour
 
 COMPLAINT_HINT = (
     "You can complain to Meta's lead authority, the Irish Data Protection Commission "
@@ -139,19 +144,64 @@ class PopupNotifier:
                 self._show(f"event:{change.event.id}", popup)
 
     def remind_overdue(self, requests: Sequence[RequestView]) -> int:
-        """Pop up each overdue request once; returns how many were shown."""
+        """Pop up each overdue request once; returns how many a desktop took."""
         shown = 0
         for request in requests:
             if request.overdue and self._show(f"overdue:{request.id}", overdue_popup(request)):
                 shown += 1
         return shown
 
+    def retry_undelivered(self) -> int:
+        """Try again, oldest first, the popups no desktop took: for RETRY_FOR after the first
+        try, a code only while valid. Stops at the first failure; returns how many got through."""
+        now = self._clock()
+        shown = 0
+        for key, _ in self._ledger.popups.undelivered(since=now - RETRY_FOR):
+            popup = self._rebuild(key, now)
+            if popup is None:
+                continue
+            if not self._show(key, popup):
+                break  # no desktop now: the rest waits for the next pass
+            shown += 1
+        return shown
+
+    def _rebuild(self, key: str, now: datetime) -> Popup | None:
+        """The popup `key` stands for, as the ledger has it now; None if it no longer applies."""
+        kind, _, number = key.partition(":")
+        if not number.isdigit():
+            return None
+        if kind == "overdue":
+            try:
+                request = self._ledger.request(int(number), now=now)
+            except UnknownRequest:
+                return None
+            return overdue_popup(request) if request.overdue else None
+        event = self._ledger.event(int(number)) if kind == "event" else None
+        if event is None:
+            return None
+        if event.outcome is Outcome.CODE and (
+            event.received_at is None
+            or now - datetime.fromisoformat(event.received_at) > CODE_VALID
+        ):
+            return None  # an expired code is never popped up
+        owner = event.request_id
+        change = Change(
+            event=event,
+            request=None if owner is None else self._ledger.request(owner, now=now),
+            state_changed=event.state_before != event.state_after,
+        )
+        return popup_for(change, show_codes=self._show_codes)
+
     def _show(self, key: str, popup: Popup) -> bool:
-        if self._ledger.popup_shown(key):
-            return False
-        delivered = self._send(popup)
-        # Marked even when no desktop took it: a popup is never repeated, the ledger keeps
-        # the facts, and the log says it was not delivered.
-        self._ledger.mark_popup(key, delivered=delivered, now=self._clock())
+        """Send `popup` unless a desktop took it already; True when one takes it now. A popup
+        no desktop took is noted undelivered, to be tried again (`retry_undelivered`)."""
+        with self._ledger.popups.claim():
+            attempt = self._ledger.popups.attempt(key)
+            if attempt is not None:
+                first_try, delivered = attempt
+                if delivered or self._clock() - first_try > RETRY_FOR:
+                    return False
+            delivered = self._send(popup)
+            self._ledger.popups.mark(key, delivered=delivered, now=self._clock())
         log.info("popup %s: %s (%s)", key, popup.title, "shown" if delivered else "not delivered")
-        return True
+        return delivered

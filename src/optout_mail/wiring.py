@@ -92,7 +92,9 @@ def open_ledger(
     send: SendPopup | None = None,
 ) -> Iterator[tuple[Ledger, PopupNotifier | None]]:
     """The ledger (one connection, for the calling thread) and, when `notify` and the
-    settings allow, the notifier writing to it."""
+    settings allow, the notifier writing to it, which first tries again what it could not show."""
     with Ledger(settings.ledger_path) as ledger:
         notifier = popup_notifier(settings, ledger, clock=clock, send=send) if notify else None
+        if notifier is not None:
+            notifier.retry_undelivered()
         yield ledger, notifier
