@@ -65,6 +65,12 @@ def request_label(platform: str, kind: str) -> str:
 
 KINDS = tuple(k.value for k in Kind)
 
+# What a refused or late request leaves the user: said by the popups and the report alike.
+COMPLAINT_HINT = (
+    "You can complain to Meta's lead authority, the Irish Data Protection Commission "
+    "(dataprotection.ie), or to the authority of your own country."
+)
+
 
 @dataclass(frozen=True)
 class RawMail:
