@@ -19,6 +19,7 @@ import click
 
 from optout_mail import __version__
 from optout_mail.commands.classify import classify, rules
+from optout_mail.commands.export import evidence, export
 from optout_mail.commands.ledger import ledger
 from optout_mail.commands.requests import requests
 from optout_mail.commands.scan import run_daemon, scan
@@ -74,7 +75,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = State(config_path, verbose)
 
 
-for _command in (classify, rules, scan, run_daemon, requests, ledger):
+for _command in (classify, rules, scan, run_daemon, requests, ledger, export, evidence):
     cli.add_command(_command)
 
 

@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY received_at LIMIT 1
     );
     """,
+    # 3: the original bytes of each recorded mail, kept as evidence in DATA_DIR/mails/
+    """
+    ALTER TABLE events ADD COLUMN raw_sha256 TEXT;
+    """,
 )
 
 
@@ -317,8 +321,9 @@ class Ledger(LedgerViews):
             """INSERT INTO events (request_id, message_id, dedupe_key, outcome, authentic, rule,
                    language, code, reference, sender, subject, received_at, recorded_at, source,
                    folder, uid, uidvalidity, state_before, state_after, note, platform, kind,
-                   account, extends_deadline)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   account, extends_deadline, raw_sha256)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                       ?)""",
             (
                 request_id,
                 message.message_id,
@@ -344,6 +349,7 @@ class Ledger(LedgerViews):
                 c.kind.value,
                 obs.account_address,
                 int(c.extends_deadline),
+                obs.raw_sha256,
             ),
         )
         event = self._event(int(cur.lastrowid or 0))

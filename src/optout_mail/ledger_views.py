@@ -96,6 +96,7 @@ def event_view(row: sqlite3.Row) -> EventView:
         state_before=State(before) if before else None,
         state_after=State(after) if after else None,
         note=row["note"],
+        raw_sha256=row["raw_sha256"],
     )
 
 

@@ -65,6 +65,12 @@ def request_label(platform: str, kind: str) -> str:
 
 KINDS = tuple(k.value for k in Kind)
 
+# What a refused or late request leaves the user: said by the popups and the report alike.
+COMPLAINT_HINT = (
+    "You can complain to Meta's lead authority, the Irish Data Protection Commission "
+    "(dataprotection.ie), or to the authority of your own country."
+)
+
 
 @dataclass(frozen=True)
 class RawMail:
@@ -178,6 +184,7 @@ class Observation:
     folder: str | None = None
     uid: int | None = None
     uidvalidity: int | None = None
+    raw_sha256: str | None = None  # the original bytes, kept in the mail store under this name
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,7 @@ class EventView:
     state_before: State | None
     state_after: State | None
     note: str | None = None  # why the mail moved nothing, when it did not
+    raw_sha256: str | None = None  # the kept original (None: recorded before mails were kept)
 
     @property
     def moved(self) -> bool:
@@ -225,6 +233,7 @@ class EventView:
             "state_before": self.state_before.value if self.state_before else None,
             "state_after": self.state_after.value if self.state_after else None,
             "note": self.note,
+            "raw_sha256": self.raw_sha256,
         }
 
 

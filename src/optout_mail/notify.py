@@ -16,17 +16,19 @@ from optout_mail.desktop import Popup
 from optout_mail.errors import UnknownRequest
 from optout_mail.ledger import Ledger
 from optout_mail.lifecycle import code_expired
-from optout_mail.model import Change, Outcome, RequestView, platform_name, request_label
+from optout_mail.model import (
+    COMPLAINT_HINT,
+    Change,
+    Outcome,
+    RequestView,
+    platform_name,
+    request_label,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_FOR = timedelta(days=1)  # an undelivered popup is tried again for a day after its first try
 CODE_VALID = timedelta(hours=1)  # Meta's one-time codes expire within the hour
-
-COMPLAINT_HINT = (
-    "You can complain to Meta's lead authority, the Irish Data Protection Commission "
-    "(dataprotection.ie), or to the authority of your own country."
-)
 
 
 ANSWERS = frozenset(

@@ -3,18 +3,23 @@
 Sources and the notifier come in through the two small protocols below, so the same pass
 serves `scan`, `scan --source` and the daemon. One bad mail is logged and counted; the pass
 goes on. Popups are asked for only after the ledger has committed.
+
+The original of each new mail is kept here, not in the ledger: the pass already holds the
+bytes, the ledger stays a store of decisions (no file I/O inside its transaction), and every
+caller -- scan, daemon -- keeps originals beside its ledger without being told to.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from optout_mail.errors import SourceError
 from optout_mail.ledger import Ledger, dedupe_key
+from optout_mail.mailstore import MailStore
 from optout_mail.model import Batch, Change, Cursor, Observation, RawMail, request_label
 from optout_mail.parse import parse
 from optout_mail.rules import DnsLookup, RuleSet, Trust, classify
@@ -199,6 +204,7 @@ def run_source(
             folder_summary.recorded += len(fresh)
             folder_summary.duplicates += len(observations) - len(fresh)
             continue
+        observations = keep_originals(observations, ledger, summary.problems)
         result = ledger.record(observations, now=clock(), cursor=batch.cursor)
         folder_summary.recorded += result.recorded
         folder_summary.duplicates += result.duplicates
@@ -229,6 +235,29 @@ def describe_event(change: Change) -> str:
     if event.authentic is None:
         line += ", authenticity unknown"
     return line
+
+
+def keep_originals(
+    observations: Sequence[Observation], ledger: Ledger, problems: list[str]
+) -> list[Observation]:
+    """Write the original bytes of the mails the ledger does not know yet to the mail store
+    beside it, and name them in their observations (before the ledger commits, so a recorded
+    event never names a missing file). A mail that cannot be written is recorded without its
+    original -- a full disk must not hold back a one-time code -- and noted in `problems`."""
+    store = MailStore.beside(ledger.path)
+    if store is None:
+        return list(observations)
+    known = ledger.known([dedupe_key(o.message, o.classification) for o in observations])
+    kept = []
+    for obs in observations:
+        if obs.message.raw and dedupe_key(obs.message, obs.classification) not in known:
+            try:
+                obs = replace(obs, raw_sha256=store.put(obs.message.raw))
+            except OSError as exc:
+                log.warning("could not keep the original of %s: %s", obs.message.message_id, exc)
+                problems.append(f"the original of {obs.message.message_id} was not kept: {exc}")
+        kept.append(obs)
+    return kept
 
 
 def _sent_at(observation: Observation) -> datetime:
