@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from optout_mail import sdnotify, wiring
+from optout_mail import runstatus, sdnotify, wiring
 from optout_mail.config import Settings
 from optout_mail.dkim_dns import TxtLookup
 from optout_mail.errors import (
@@ -97,10 +97,13 @@ def reconcile(context: Context) -> None:
                     notifier=notifier,
                     dkim_dns=context.dkim_dns,
                 )
+            runstatus.scanned(source.name)
         except AuthError as exc:
             log.error("reconciliation scan: %s", exc.message)
+            runstatus.failed(source.name, exc.message)
         except SourceError as exc:
             log.warning("reconciliation scan: %s", exc.message)
+            runstatus.failed(source.name, exc.message)
 
 
 def check_deadlines(context: Context) -> None:
@@ -137,16 +140,19 @@ class FolderWatcher(threading.Thread):
                 if not auth_reported:
                     log.error("%s; retrying every %d minutes", exc.message, AUTH_RETRY // 60)
                     auth_reported = True
+                runstatus.failed(where, exc.message)
                 stop.wait(AUTH_RETRY)
             except SourceError as exc:
                 delay = backoff_delay(attempt)
                 attempt += 1
                 log.warning("%s: %s; reconnecting in %.0f s", where, exc.message, delay)
+                runstatus.failed(where, exc.message)
                 stop.wait(delay)
             except Exception:
                 delay = backoff_delay(attempt)
                 attempt += 1
                 log.exception("%s: unexpected error; reconnecting in %.0f s", where, delay)
+                runstatus.failed(where, "unexpected error (see the log)")
                 stop.wait(delay)
             else:
                 if dropped is None:
@@ -206,6 +212,7 @@ class FolderWatcher(threading.Thread):
                 dkim_dns=context.dkim_dns,
             )
         self._beat()
+        runstatus.scanned(f"{self.source.name}/{self.folder}")
         if summary.changes:
             log.info(
                 "%s/%s: %d new mail(s) from Meta recorded",
@@ -248,6 +255,9 @@ class Daemon:
                 scheduler.start()
                 sdnotify.notify("READY=1", f"STATUS={self._status()}")
                 log.info("optout-mail is running: %s", self._status())
+                runstatus.started(
+                    settings.data_dir, [f"{w.source.name}/{w.folder}" for w in self._watchers]
+                )
                 while not self._stop.is_set():
                     if self._reload.wait(timeout=1.0):
                         self._reload.clear()
@@ -259,6 +269,7 @@ class Daemon:
                 self._stop_watchers(grace=4.0)
                 scheduler.shutdown(wait=True)
                 log.info("stopped")
+                runstatus.stopped()
 
     def stop(self) -> None:
         self._stop.set()
