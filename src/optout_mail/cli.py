@@ -19,11 +19,14 @@ import click
 
 from optout_mail import __version__
 from optout_mail.commands.classify import classify, rules
+from optout_mail.commands.doctor import doctor, test_notify
 from optout_mail.commands.export import evidence, export
 from optout_mail.commands.ledger import ledger
 from optout_mail.commands.requests import requests
 from optout_mail.commands.scan import run_daemon, scan
+from optout_mail.commands.setup import init
 from optout_mail.commands.state import State
+from optout_mail.commands.status import config_group, status_command
 from optout_mail.errors import (
     ConfigError,
     LedgerError,
@@ -65,6 +68,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
     \b
     Start here:
+      optout-mail init                         set up your account, in a minute
+      optout-mail doctor                       check that everything is in place
+      optout-mail status                       your requests, deadlines, the daemon
       optout-mail scan --source samples/      try it on the bundled sample mails
       optout-mail classify --explain MAIL.eml  what one mail means, and why
       optout-mail scan                         scan the accounts in your config
@@ -75,7 +81,21 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = State(config_path, verbose)
 
 
-for _command in (classify, rules, scan, run_daemon, requests, ledger, export, evidence):
+for _command in (
+    init,
+    doctor,
+    test_notify,
+    status_command,
+    config_group,
+    classify,
+    rules,
+    scan,
+    run_daemon,
+    requests,
+    ledger,
+    export,
+    evidence,
+):
     cli.add_command(_command)
 
 
@@ -152,7 +172,9 @@ def _report(error: OptoutError) -> ExitStatus:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status: the single error boundary."""
     try:
-        cli.main(
+        # Without standalone mode, click returns the status of `ctx.exit(status)` instead of
+        # raising it.
+        status = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="optout-mail",
             standalone_mode=False,
@@ -185,7 +207,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return ExitStatus.FAILURE
-    return ExitStatus.OK
+    return status if isinstance(status, int) else ExitStatus.OK
 
 
 def main() -> NoReturn:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from optout_mail import ledger_file, sdnotify, wiring
+from optout_mail import ledger_file, runstatus, sdnotify, wiring
 from optout_mail.config import Settings
 from optout_mail.errors import (
     AuthError,
@@ -65,10 +65,13 @@ def reconcile(context: Context) -> None:
                     notifier=notifier,
                     dkim_dns=context.dkim_dns,
                 )
+            runstatus.scanned(source.name)
         except AuthError as exc:
             log.error("reconciliation scan: %s", exc.message)
+            runstatus.failed(source.name, exc.message)
         except SourceError as exc:
             log.warning("reconciliation scan: %s", exc.message)
+            runstatus.failed(source.name, exc.message)
 
 
 def check_deadlines(context: Context) -> None:
@@ -118,6 +121,9 @@ class Daemon:
                 scheduler.start()
                 sdnotify.notify("READY=1", f"STATUS={self._status()}")
                 log.info("optout-mail is running: %s", self._status())
+                runstatus.started(
+                    settings.data_dir, [f"{w.source.name}/{w.folder}" for w in self._watchers]
+                )
                 while not self._stop.is_set():
                     if self._reload.wait(timeout=1.0):
                         self._reload.clear()
@@ -129,6 +135,7 @@ class Daemon:
                 self._stop_watchers(grace=4.0)
                 scheduler.shutdown(wait=True)
                 log.info("stopped")
+                runstatus.stopped()
         if self._fatal is not None:
             raise self._fatal
 

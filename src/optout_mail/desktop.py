@@ -28,7 +28,7 @@ from jeepney.io.blocking import open_dbus_connection  # type: ignore[import-unty
 from jeepney.wrappers import DBusErrorResponse  # type: ignore[import-untyped]
 from notifypy import BaseNotifier, Notify
 
-__all__ = ["DesktopNotifier", "Popup", "Urgency"]
+__all__ = ["DesktopNotifier", "Popup", "Probe", "Urgency", "probe"]
 
 _log = logging.getLogger(__name__)
 
@@ -214,6 +214,34 @@ class _JeepneyNotifier(BaseNotifier):  # type: ignore[misc]
             return False
         self._outcome.server_id = int(reply.body[0]) if reply.body else None
         return True
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What `probe` found: the session bus, and the notification server on it."""
+
+    bus: str | None  # the session bus address; None when there is none
+    server: str | None  # e.g. "dunst 1.9.0 (knopwob)" when a server answered
+    problem: str | None  # why there is no server, when there is none
+
+
+def probe(timeout_s: float = 3.0) -> Probe:
+    """Ask the notification server who it is (GetServerInformation). Never raises."""
+    address = _session_bus_address()
+    if address is None:
+        return Probe(None, None, "no session bus (DBUS_SESSION_BUS_ADDRESS unset, no "
+                     "$XDG_RUNTIME_DIR/bus)")  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    try:
+        with open_dbus_connection(address, auth_timeout=timeout_s) as conn:
+            call = new_method_call(_SERVER, "GetServerInformation")
+            reply = conn.send_and_get_reply(call, timeout=_remaining(deadline))
+    except Exception as exc:
+        return Probe(address, None, _describe(exc))
+    if reply.header.message_type != MessageType.method_return:
+        return Probe(address, None, _describe(DBusErrorResponse(reply)))
+    name, vendor, version = [*reply.body, "", "", ""][:3]
+    return Probe(address, f"{name} {version} ({vendor})".replace(" ()", ""), None)
 
 
 def _supports_body_markup(conn: Any, deadline: float) -> bool:

@@ -1,7 +1,7 @@
-"""The DNS edge of local DKIM checks: TXT lookups with dnspython, a short timeout, a cache.
-
-The pure core (`optout_mail.rules.dkimcheck`) is handed a `TxtLookup`; this is the only place
-that talks to DNS. One lookup object lives for one run, so a key is fetched once per run.
+"""The DNS edge: TXT lookups for local DKIM checks (dnspython, a short timeout, a cache), and
+the MX lookup `init` uses to recognise the provider behind a custom domain. The pure core
+(`optout_mail.rules.dkimcheck`) is handed a `TxtLookup`; this is the only place that talks to
+DNS. One lookup object lives for one run, so a key is fetched once per run.
 """
 
 from __future__ import annotations
@@ -56,3 +56,18 @@ def resolve_txt(name: str, timeout: float) -> bytes | None:
     for record in answer:
         return b"".join(record.strings)
     return None
+
+
+def resolve_mx(name: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """The MX hosts of `name`, most preferred first; [] when there are none or DNS fails."""
+    import dns.exception
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver()
+    resolver.timeout = resolver.lifetime = timeout
+    try:
+        answer = resolver.resolve(name.rstrip(".") + ".", "MX")
+    except (dns.exception.DNSException, OSError):
+        return []
+    records = sorted(answer, key=lambda record: int(record.preference))
+    return [str(record.exchange).rstrip(".").lower() for record in records]

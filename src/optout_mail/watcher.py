@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from optout_mail import wiring
+from optout_mail import runstatus, wiring
 from optout_mail.config import Settings
 from optout_mail.dkim_dns import TxtLookup
 from optout_mail.errors import AuthError, SourceError
@@ -119,12 +119,15 @@ class FolderWatcher(threading.Thread):
                         next_attempt(AUTH_RETRY),
                     )
                     auth_reported = True
+                runstatus.failed(self.where, exc.message)
                 stop.wait(AUTH_RETRY)
                 continue
             except SourceError as exc:
                 problem = exc.message
+                runstatus.failed(self.where, exc.message)
             except Exception as exc:
                 problem, level, failure = "unexpected error", logging.ERROR, exc
+                runstatus.failed(self.where, "unexpected error (see the log)")
             finally:
                 self.connected = False
                 self.heartbeat = time.monotonic()
@@ -187,6 +190,7 @@ class FolderWatcher(threading.Thread):
                 dkim_dns=context.dkim_dns,
             )
         self._beat()
+        runstatus.scanned(self.where)
 
     def _beat(self) -> None:
         self.heartbeat = time.monotonic()

@@ -154,6 +154,30 @@ class IMAPSession:
             folders.append(junk)
         return folders
 
+    def junk_folder(self) -> str | None:
+        """The folder the server flags \\Junk (RFC 6154), if any."""
+        from imapclient.imapclient import JUNK
+
+        try:
+            found = self._client.find_special_folder(JUNK)
+        except Exception:  # a server without LIST extensions
+            return None
+        return str(found) if found else None
+
+    def all_folders(self) -> list[str]:
+        """Every folder name on the server (LIST), for set-up and diagnosis."""
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            return [str(name) for _flags, _sep, name in self._client.list_folders()]
+        except (IMAPClientError, OSError) as exc:
+            raise self._lost(exc) from None
+
+    def message_count(self, folder: str) -> int:
+        """EXAMINE `folder` (read-only) and return how many mails it holds. Raises
+        FolderMissing when it cannot be opened."""
+        return int(self._examine(folder).get(b"EXISTS", 0))
+
     def folder_source(self, folder: str) -> SessionFolder:
         """One folder on this session, as a pipeline source."""
         return SessionFolder(self, folder)
