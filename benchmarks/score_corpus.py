@@ -51,7 +51,7 @@ def moves(result: Classification) -> bool:
     )
 
 
-def verdict(expect: dict[str, object], result: Classification) -> tuple[str, str]:
+def verdict(expect: dict[str, object], result: Classification) -> tuple[str, str]:  # noqa: C901
     want = str(expect.get("outcome", "none"))
     got = result.outcome.value if result.outcome else "none"
     genuine = bool(expect.get("genuine", False))
