@@ -82,10 +82,28 @@ class Profile:
     scan_reps: int
 
 
-FULL = Profile(generated=500, reps=3, classify_reps=5, pattern_reps=2, hostile_reps=2,
-               traced=True, scan_mails=2000, scan_reps=2, quick=False)
-QUICK = Profile(generated=40, reps=1, classify_reps=1, pattern_reps=1, hostile_reps=1,
-                traced=False, scan_mails=300, scan_reps=1, quick=True)
+FULL = Profile(
+    generated=500,
+    reps=3,
+    classify_reps=5,
+    pattern_reps=2,
+    hostile_reps=2,
+    traced=True,
+    scan_mails=2000,
+    scan_reps=2,
+    quick=False,
+)
+QUICK = Profile(
+    generated=40,
+    reps=1,
+    classify_reps=1,
+    pattern_reps=1,
+    hostile_reps=1,
+    traced=False,
+    scan_mails=300,
+    scan_reps=1,
+    quick=True,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,8 +158,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -172,15 +194,31 @@ def _version(dist: str) -> str:
 # Inputs: the samples, and generated noise (a real mailbox is mostly not Meta's replies).
 
 LANG_TEXT = {
-    "en": ["Thanks for your message.", "See you on Thursday at the usual place.",
-           "The invoice for June is attached.", "Could you send me the slides from Monday?",
-           "Our team will get back to you within two business days."],
-    "de": ["Vielen Dank für Ihre Nachricht.", "Wir sehen uns am Donnerstag.",
-           "Die Rechnung für Juni finden Sie im Anhang.", "Schöne Grüße aus München."],
-    "fr": ["Merci pour votre message.", "À jeudi au même endroit.",
-           "Veuillez trouver ci-joint la facture de juin.", "Bonne journée à vous."],
-    "es": ["Gracias por tu mensaje.", "Nos vemos el jueves.",
-           "Adjunto la factura de junio.", "Un saludo desde Madrid."],
+    "en": [
+        "Thanks for your message.",
+        "See you on Thursday at the usual place.",
+        "The invoice for June is attached.",
+        "Could you send me the slides from Monday?",
+        "Our team will get back to you within two business days.",
+    ],
+    "de": [
+        "Vielen Dank für Ihre Nachricht.",
+        "Wir sehen uns am Donnerstag.",
+        "Die Rechnung für Juni finden Sie im Anhang.",
+        "Schöne Grüße aus München.",
+    ],
+    "fr": [
+        "Merci pour votre message.",
+        "À jeudi au même endroit.",
+        "Veuillez trouver ci-joint la facture de juin.",
+        "Bonne journée à vous.",
+    ],
+    "es": [
+        "Gracias por tu mensaje.",
+        "Nos vemos el jueves.",
+        "Adjunto la factura de junio.",
+        "Un saludo desde Madrid.",
+    ],
     "it": ["Grazie per il messaggio.", "Ci vediamo giovedì.", "In allegato la fattura di giugno."],
     "nl": ["Bedankt voor je bericht.", "Tot donderdag.", "De factuur van juni zit in de bijlage."],
     "pl": ["Dziękuję za wiadomość.", "Do zobaczenia w czwartek.", "W załączniku faktura."],
@@ -188,7 +226,7 @@ LANG_TEXT = {
     "sv": ["Tack för ditt meddelande.", "Vi ses på torsdag.", "Fakturan för juni är bifogad."],
 }
 META_NOTES = [
-    ("{name} commented on your post", "{name} commented on your post: \"Great photo!\""),
+    ("{name} commented on your post", '{name} commented on your post: "Great photo!"'),
     ("{name} and 3 others reacted to your photo", "See who reacted to your photo."),
     ("You have 4 new notifications", "A lot has happened on Facebook since you last logged in."),
     ("New login to your account", "We noticed a new login from Chrome on Windows near Berlin."),
@@ -197,14 +235,30 @@ META_NOTES = [
     ("{name} started following you", "{name} (@{handle}) started following you on Instagram."),
     ("Your weekly Page summary", "Your Page reached 1,204 people this week."),
 ]
-NAMES = ["Anna Schmidt", "Luca Rossi", "Marie Dubois", "Jan de Vries", "Ola Nordmann",
-         "Piotr Nowak", "Sofia García", "João Silva", "Erik Svensson", "Sam Taylor"]
-META_SENDERS = [("Facebook", "notification@facebookmail.com", "facebookmail.com"),
-                ("Instagram", "no-reply@mail.instagram.com", "mail.instagram.com"),
-                ("Facebook", "security@facebookmail.com", "facebookmail.com"),
-                ("Threads", "no-reply@threads.net", "threads.net")]
-LOOKALIKES = ["faceb00k-support.net", "instagrarn-help.com", "facebook-privacy-centre.org",
-              "meta-whatsapp-security.com"]
+NAMES = [
+    "Anna Schmidt",
+    "Luca Rossi",
+    "Marie Dubois",
+    "Jan de Vries",
+    "Ola Nordmann",
+    "Piotr Nowak",
+    "Sofia García",
+    "João Silva",
+    "Erik Svensson",
+    "Sam Taylor",
+]
+META_SENDERS = [
+    ("Facebook", "notification@facebookmail.com", "facebookmail.com"),
+    ("Instagram", "no-reply@mail.instagram.com", "mail.instagram.com"),
+    ("Facebook", "security@facebookmail.com", "facebookmail.com"),
+    ("Threads", "no-reply@threads.net", "threads.net"),
+]
+LOOKALIKES = [
+    "faceb00k-support.net",
+    "instagrarn-help.com",
+    "facebook-privacy-centre.org",
+    "meta-whatsapp-security.com",
+]
 KINDS = ("personal", "newsletter", "html_only", "attachment", "meta_note", "lookalike")
 WEIGHTS = (24, 24, 10, 7, 30, 5)
 
@@ -217,20 +271,28 @@ class Mail:
 
 
 def load_samples() -> list[Mail]:
-    return [Mail(str(p.relative_to(SAMPLES)), "samples", p.read_bytes())
-            for p in sorted(SAMPLES.rglob("*.eml"))]
+    return [
+        Mail(str(p.relative_to(SAMPLES)), "samples", p.read_bytes())
+        for p in sorted(SAMPLES.rglob("*.eml"))
+    ]
 
 
 def _headers(msg: EmailMessage, rnd: random.Random, sender: str, domain: str, n: int) -> None:
-    auth = (f"mx.example.org; dkim=pass header.d={domain} header.s=s1 header.b=Ab12; "
-            f"spf=pass smtp.mailfrom={sender}; dmarc=pass header.from={domain}")
+    auth = (
+        f"mx.example.org; dkim=pass header.d={domain} header.s=s1 header.b=Ab12; "
+        f"spf=pass smtp.mailfrom={sender}; dmarc=pass header.from={domain}"
+    )
     msg["Authentication-Results"] = auth
     for hop in range(rnd.randint(2, 4)):
-        msg["Received"] = (f"from mail{hop}.{domain} (mail{hop}.{domain} [192.0.2.{hop + 10}]) "
-                           f"by mx.example.org (Postfix) with ESMTPS id {rnd.getrandbits(40):X} "
-                           f"for <me@example.net>; {format_datetime(NOW)}")
-    msg["DKIM-Signature"] = (f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=s1; "
-                             f"h=from:to:subject:date; bh={'A' * 44}; b={'B' * 340}")
+        msg["Received"] = (
+            f"from mail{hop}.{domain} (mail{hop}.{domain} [192.0.2.{hop + 10}]) "
+            f"by mx.example.org (Postfix) with ESMTPS id {rnd.getrandbits(40):X} "
+            f"for <me@example.net>; {format_datetime(NOW)}"
+        )
+    msg["DKIM-Signature"] = (
+        f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=s1; "
+        f"h=from:to:subject:date; bh={'A' * 44}; b={'B' * 340}"
+    )
     msg["Date"] = format_datetime(NOW - timedelta(minutes=n * 7))
     msg["Message-ID"] = f"<gen-{n}-{rnd.getrandbits(64):x}@{domain}>"
     msg["To"] = "Me <me@example.net>"
@@ -248,15 +310,23 @@ def _prose(rnd: random.Random, lang: str, sentences: int) -> str:
 
 
 def _html(rnd: random.Random, title: str, text: str, rows: int) -> str:
-    cell = ('<tr><td style="font-family:Helvetica,Arial,sans-serif;font-size:16px;'
-            'color:#1c1e21;padding:0 0 12px 0">{}</td></tr>')
+    cell = (
+        '<tr><td style="font-family:Helvetica,Arial,sans-serif;font-size:16px;'
+        'color:#1c1e21;padding:0 0 12px 0">{}</td></tr>'
+    )
     body = "".join(cell.format(p) for p in text.split("\n\n"))
-    body += "".join(cell.format(f'<a href="https://example.com/item/{rnd.getrandbits(32)}">'
-                                f"Item {i}</a> – {rnd.choice(LANG_TEXT['en'])}")
-                    for i in range(rows))
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
-            "<style>td{font-size:16px}</style></head><body><table width=\"100%\">"
-            f"{body}</table></body></html>")
+    body += "".join(
+        cell.format(
+            f'<a href="https://example.com/item/{rnd.getrandbits(32)}">'
+            f"Item {i}</a> – {rnd.choice(LANG_TEXT['en'])}"
+        )
+        for i in range(rows)
+    )
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
+        '<style>td{font-size:16px}</style></head><body><table width="100%">'
+        f"{body}</table></body></html>"
+    )
 
 
 def make_noise(rnd: random.Random, n: int) -> Mail:
@@ -270,17 +340,22 @@ def make_noise(rnd: random.Random, n: int) -> Mail:
             domain = rnd.choice(LOOKALIKES)
             sender = f"security@{domain}"
         subject, line = rnd.choice(META_NOTES)
-        fill = {"name": name, "code": str(rnd.randint(100000, 999999)),
-                "handle": name.split()[0].lower()}
+        fill = {
+            "name": name,
+            "code": str(rnd.randint(100000, 999999)),
+            "handle": name.split()[0].lower(),
+        }
         subject, line = subject.format(**fill), line.format(**fill)
         msg["From"] = f"{display} <{sender}>"
         msg["Subject"] = subject
         _headers(msg, rnd, sender, domain, n)
         msg["X-Mailer"] = "ZuckMail [version 1.00]"
         msg["List-Unsubscribe"] = f"<https://www.facebook.com/o.php?k={rnd.getrandbits(48):x}>"
-        footer = ("Meta Platforms Ireland Ltd., Merrion Road, Dublin 4, Ireland\n"
-                  "This message was sent to me@example.net. To help keep your account secure, "
-                  "please don't forward this email.")
+        footer = (
+            "Meta Platforms Ireland Ltd., Merrion Road, Dublin 4, Ireland\n"
+            "This message was sent to me@example.net. To help keep your account secure, "
+            "please don't forward this email."
+        )
         text = f"Hi,\n\n{line}\n\n{footer}"
         msg.set_content(text)
         msg.add_alternative(_html(rnd, subject, text, rnd.randint(2, 10)), subtype="html")
@@ -433,10 +508,14 @@ def bench_mails(mails: Sequence[Mail], rules: RuleSet, prof: Profile) -> Json:
         }
         parser_rows[group] = {
             "mails": len(idx),
-            **{f"{k}_median_us": us(statistics.median(med[k][i] for i in idx))
-               for k in ("parse", "stdlib", "mailparser")},
-            **{f"{k}_mails_per_s": round(len(idx) / (tot[k] / 1e9))
-               for k in ("parse", "stdlib", "mailparser")},
+            **{
+                f"{k}_median_us": us(statistics.median(med[k][i] for i in idx))
+                for k in ("parse", "stdlib", "mailparser")
+            },
+            **{
+                f"{k}_mails_per_s": round(len(idx) / (tot[k] / 1e9))
+                for k in ("parse", "stdlib", "mailparser")
+            },
             "ratio_ours_over_stdlib": ratio(tot["parse"], tot["stdlib"]),
             "ratio_ours_over_mailparser": ratio(tot["parse"], tot["mailparser"]),
         }
@@ -448,15 +527,21 @@ def bench_mails(mails: Sequence[Mail], rules: RuleSet, prof: Profile) -> Json:
         "samples_correct": {"ok": ok, "total": total, "wrong": wrong},
         "rules_in_rule_set": len(rules.rules),
         "rules_tried_per_meta_mail": {
-            k: {"mails": len(v), "median": statistics.median(v) if v else None,
-                "max": max(v, default=None)} for k, v in tried.items()},
+            k: {
+                "mails": len(v),
+                "median": statistics.median(v) if v else None,
+                "max": max(v, default=None),
+            }
+            for k, v in tried.items()
+        },
         "slowest_classify": [{"mail": mails[i].name, "us": us(pure[i])} for i in slowest],
         "hot_spots": bench_hot_spots(mails, sum(med["parse"]), sum(med["mailparser"])),
     }
 
 
-def bench_hot_spots(mails: Sequence[Mail], parse_total_ns: float, mailparser_total_ns: float
-                    ) -> list[Json]:
+def bench_hot_spots(
+    mails: Sequence[Mail], parse_total_ns: float, mailparser_total_ns: float
+) -> list[Json]:
     """Where parse() spends its time beyond mail-parser: the HTML-to-text fallback
     (BeautifulSoup), and for comparison the Authentication-Results parser, which parse() no
     longer runs (authenticity parses the headers only for matched mails)."""
@@ -477,15 +562,23 @@ def bench_hot_spots(mails: Sequence[Mail], parse_total_ns: float, mailparser_tot
     with no_gc():
         auth = [timed(parse_auth_header, v) for v in auth_values]
         html = [timed(html_to_text, h) for h in htmls]
-    rows = [("mail-parser (parse_from_bytes, the baseline)", len(mails), [], mailparser_total_ns),
-            ("Authentication-Results (rules.authresults, not in parse)", len(auth), auth, 0),
-            ("HTML to text (BeautifulSoup), HTML-only mails", len(html), html, sum(html))]
+    rows = [
+        ("mail-parser (parse_from_bytes, the baseline)", len(mails), [], mailparser_total_ns),
+        ("Authentication-Results (rules.authresults, not in parse)", len(auth), auth, 0),
+        ("HTML to text (BeautifulSoup), HTML-only mails", len(html), html, sum(html)),
+    ]
     rest = parse_total_ns - sum(r[3] for r in rows)
     rows.append(("the rest (headers, addresses, Message build)", len(mails), [], rest))
-    return [{"component": name, "calls": calls,
-             "median_us": us(statistics.median(t)) if t else None, "total_ms": ms(total),
-             "share_of_parse": round(total / parse_total_ns, 2)}
-            for name, calls, t, total in rows]
+    return [
+        {
+            "component": name,
+            "calls": calls,
+            "median_us": us(statistics.median(t)) if t else None,
+            "total_ms": ms(total),
+            "share_of_parse": round(total / parse_total_ns, 2),
+        }
+        for name, calls, t, total in rows
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,8 +622,9 @@ def _guard_files(pack_dir: Path) -> dict[tuple[str, str], str]:
 def word_soup(rules: RuleSet, chars: int, seed: int = 7) -> str:
     """Hostile text: the rules' own words in random order and no full stop, so every
     `[^.]{0,N}` window and alternation gets to work. Deterministic."""
-    words = sorted({w for *_, p in all_patterns(rules) for w in re.findall(r"[^\W\d_]{3,}",
-                                                                            p.pattern)})
+    words = sorted(
+        {w for *_, p in all_patterns(rules) for w in re.findall(r"[^\W\d_]{3,}", p.pattern)}
+    )
     rnd = random.Random(seed)
     out: list[str] = []
     size = 0
@@ -558,11 +652,20 @@ def bench_patterns(mails: Sequence[Mail], rules: RuleSet, reps: int, top: int = 
             typical = sum(timed(pattern.search, t[field_name]) for t in texts)
             t_small = min(timed(pattern.search, small) for _ in range(reps + 1))
             t_big = min(timed(pattern.search, big) for _ in range(reps))
-            rows.append(({"file": where, "id": rule_id, "field": field_name,
-                          "pattern": pattern.pattern,
-                          "typical_us_per_mail": us(typical / len(texts)),
-                          "soup_128k_ms": ms(t_big), "growth_16k_to_128k": ratio(t_big, t_small)},
-                         pattern))
+            rows.append(
+                (
+                    {
+                        "file": where,
+                        "id": rule_id,
+                        "field": field_name,
+                        "pattern": pattern.pattern,
+                        "typical_us_per_mail": us(typical / len(texts)),
+                        "soup_128k_ms": ms(t_big),
+                        "growth_16k_to_128k": ratio(t_big, t_small),
+                    },
+                    pattern,
+                )
+            )
     rows.sort(key=lambda r: -r[0]["soup_128k_ms"])
     superlinear = []
     for row, pattern in rows:  # a linear pattern grows ~8x; confirm a suspect before naming it
@@ -586,9 +689,11 @@ def bench_patterns(mails: Sequence[Mail], rules: RuleSet, reps: int, top: int = 
 # ---------------------------------------------------------------------------------------------
 # Section 3: hostile mails, each case and implementation in its own child process.
 
-HEAD = ("From: {sender}\r\nTo: me@example.net\r\nSubject: {subject}\r\n"
-        "Date: Tue, 01 Jul 2025 12:00:00 +0000\r\nMessage-ID: <{mid}@example.org>\r\n"
-        "MIME-Version: 1.0\r\n")
+HEAD = (
+    "From: {sender}\r\nTo: me@example.net\r\nSubject: {subject}\r\n"
+    "Date: Tue, 01 Jul 2025 12:00:00 +0000\r\nMessage-ID: <{mid}@example.org>\r\n"
+    "MIME-Version: 1.0\r\n"
+)
 
 
 def _head(subject: str, sender: str = "Someone <someone@example.org>") -> bytes:
@@ -606,21 +711,27 @@ def hostile_text(rules: RuleSet) -> bytes:
 def hostile_attachment() -> bytes:
     """A short text part and a 20 MiB attachment (27 MiB of base64 on the wire)."""
     blob = base64.encodebytes(random.Random(3).randbytes(20 * MiB))
-    return (_head("big attachment") + b'Content-Type: multipart/mixed; boundary="BB"\r\n\r\n'
-            b"--BB\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n"
-            b"--BB\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Transfer-Encoding: base64\r\n"
-            b'Content-Disposition: attachment; filename="big.bin"\r\n\r\n'
-            + blob + b"\r\n--BB--\r\n")
+    return (
+        _head("big attachment") + b'Content-Type: multipart/mixed; boundary="BB"\r\n\r\n'
+        b"--BB\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n"
+        b"--BB\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="big.bin"\r\n\r\n' + blob + b"\r\n--BB--\r\n"
+    )
 
 
 def hostile_nested(depth: int = 2000, lines: int = 0) -> bytes:
     """`depth` nested multiparts; the innermost text part has `lines` short lines."""
     out = [_head("nested") + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n']
-    out += [b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i - 1, i)
-            for i in range(1, depth)]
-    out.append(b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % (depth - 1)
-               + b"x\r\n" * lines + b"--b%d--\r\n" % (depth - 1))
+    out += [
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i - 1, i)
+        for i in range(1, depth)
+    ]
+    out.append(
+        b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % (depth - 1)
+        + b"x\r\n" * lines
+        + b"--b%d--\r\n" % (depth - 1)
+    )
     out += [b"--b%d--\r\n" % i for i in range(depth - 2, -1, -1)]
     return b"".join(out)
 
@@ -640,14 +751,20 @@ class Case:
 
 
 HOSTILE = {
-    "text-20MiB": Case("20 MiB text/plain, lookalike sender",
-                       ("mailparser", "parse", "parse+classify")),
+    "text-20MiB": Case(
+        "20 MiB text/plain, lookalike sender", ("mailparser", "parse", "parse+classify")
+    ),
     "attach-20MiB": Case("multipart, 20 MiB attachment as base64", ("mailparser", "parse")),
     "nested-2000": Case("2000-level nested multipart", ("mailparser", "parse"), traceable=False),
     # Below Python's recursion limit the stdlib feedparser parses it, testing every line against
     # every open boundary: time grows with depth x lines, and MAX_PARSE_BYTES does not bound it.
-    "nested-900x20k": Case("900-level nesting, 20,000 short lines inside", ("mailparser", "parse"),
-                           traceable=False, max_reps=1, in_quick=False),
+    "nested-900x20k": Case(
+        "900-level nesting, 20,000 short lines inside",
+        ("mailparser", "parse"),
+        traceable=False,
+        max_reps=1,
+        in_quick=False,
+    ),
     "headers-5000": Case("5000 header fields", ("mailparser", "parse")),
 }
 
@@ -714,16 +831,25 @@ def child(path: str, impl: str, reps: int, traced: bool) -> None:
         run(data)
         peak = round(tracemalloc.get_traced_memory()[1] / MiB, 2)
         tracemalloc.stop()
-    print(json.dumps({"ms": ms(min(times)), "peak_rss_mib": round(((after or 0) - (before or 0))
-                                                                   / 1024, 1),
-                      "tracemalloc_peak_mib": peak, "result": what}))
+    print(
+        json.dumps(
+            {
+                "ms": ms(min(times)),
+                "peak_rss_mib": round(((after or 0) - (before or 0)) / 1024, 1),
+                "tracemalloc_peak_mib": peak,
+                "result": what,
+            }
+        )
+    )
 
 
 def bench_hostile(rules: RuleSet, prof: Profile, workdir: Path) -> list[Json]:
     log("[3] hostile mails, one child process per case and implementation ...")
     makers: dict[str, Callable[[], bytes]] = {
-        "text-20MiB": lambda: hostile_text(rules), "attach-20MiB": hostile_attachment,
-        "nested-2000": hostile_nested, "headers-5000": hostile_headers,
+        "text-20MiB": lambda: hostile_text(rules),
+        "attach-20MiB": hostile_attachment,
+        "nested-2000": hostile_nested,
+        "headers-5000": hostile_headers,
         "nested-900x20k": lambda: hostile_nested(900, 20_000),
     }
     rows = []
@@ -737,8 +863,15 @@ def bench_hostile(rules: RuleSet, prof: Profile, workdir: Path) -> list[Json]:
         traced = prof.traced and case.traceable
         results: dict[str, Json] = {}
         for impl in case.impls:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), impl,
-                   str(min(prof.hostile_reps, case.max_reps)), "traced" if traced else "untraced"]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                str(path),
+                impl,
+                str(min(prof.hostile_reps, case.max_reps)),
+                "traced" if traced else "untraced",
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
                 results[impl] = {"error": " ".join(done.stderr.strip().splitlines()[-1:])}
@@ -748,14 +881,20 @@ def bench_hostile(rules: RuleSet, prof: Profile, workdir: Path) -> list[Json]:
         base = results[case.impls[0]]
         for impl in case.impls:
             got = results[impl]
-            rows.append({
-                "case": name, "description": case.description, "bytes": size, "impl": impl,
-                **got,
-                "ratio_time": ratio(got.get("ms") or 0, base.get("ms") or 0),
-                "ratio_rss": ratio(got.get("peak_rss_mib") or 0, base.get("peak_rss_mib") or 0),
-                "ratio_tracemalloc": ratio(got.get("tracemalloc_peak_mib") or 0,
-                                           base.get("tracemalloc_peak_mib") or 0),
-            })
+            rows.append(
+                {
+                    "case": name,
+                    "description": case.description,
+                    "bytes": size,
+                    "impl": impl,
+                    **got,
+                    "ratio_time": ratio(got.get("ms") or 0, base.get("ms") or 0),
+                    "ratio_rss": ratio(got.get("peak_rss_mib") or 0, base.get("peak_rss_mib") or 0),
+                    "ratio_tracemalloc": ratio(
+                        got.get("tracemalloc_peak_mib") or 0, base.get("tracemalloc_peak_mib") or 0
+                    ),
+                }
+            )
         path.unlink()
     return rows
 
@@ -765,8 +904,12 @@ def bench_hostile(rules: RuleSet, prof: Profile, workdir: Path) -> list[Json]:
 
 
 def _with_message_id(data: bytes, mid: str) -> bytes:
-    new, n = re.subn(rb"(?im)^Message-ID:[^\r\n]*(\r?\n[ \t][^\r\n]*)*", b"Message-ID: " +
-                     mid.encode(), data, count=1)
+    new, n = re.subn(
+        rb"(?im)^Message-ID:[^\r\n]*(\r?\n[ \t][^\r\n]*)*",
+        b"Message-ID: " + mid.encode(),
+        data,
+        count=1,
+    )
     return new if n else b"Message-ID: " + mid.encode() + b"\r\n" + data
 
 
@@ -782,8 +925,10 @@ def write_mailbox(folder: Path, count: int) -> tuple[int, int]:
         expected.get(str(p.relative_to(SAMPLES)), {}).get("outcome", "none") != "none"
         for p in copies
     )
-    items = [_with_message_id(p.read_bytes(), f"<bench-{i}@www.facebook.com>")
-             for i, p in enumerate(copies)]
+    items = [
+        _with_message_id(p.read_bytes(), f"<bench-{i}@www.facebook.com>")
+        for i, p in enumerate(copies)
+    ]
     items += [m.data for m in generated(count - n_meta, seed=23)]
     random.Random(11).shuffle(items)
     for i, data in enumerate(items):
@@ -808,8 +953,10 @@ def bench_scan(rules: RuleSet, prof: Profile, workdir: Path) -> Json:
     n_meta, should_match = write_mailbox(folder, prof.scan_mails)
     chunks = sorted(p for p in folder.iterdir() if p.is_dir())
     size = sum(p.stat().st_size for p in folder.rglob("*.eml"))
-    log(f"[4] scan --source: {prof.scan_mails} files ({size / MiB:.1f} MiB), "
-        f"{prof.scan_reps} reps ...")
+    log(
+        f"[4] scan --source: {prof.scan_mails} files ({size / MiB:.1f} MiB), "
+        f"{prof.scan_reps} reps ..."
+    )
     # No warm-up pass: the code is warm from sections 1-3 and the files were just written, so
     # they are in the page cache for every variant alike.
     # The collector stays on, as in a real scan.
@@ -825,8 +972,13 @@ def bench_scan(rules: RuleSet, prof: Profile, workdir: Path) -> Json:
                     name = names[(c + rep + k) % len(names)]
                     t0 = time.perf_counter_ns()
                     if name == "pipeline":
-                        run_source(LocalSource(chunk), rules=rules, ledger=ledger,
-                                   clock=lambda: NOW, summary=summary)
+                        run_source(
+                            LocalSource(chunk),
+                            rules=rules,
+                            ledger=ledger,
+                            clock=lambda: NOW,
+                            summary=summary,
+                        )
                     else:
                         _read_parse(chunk, rules if name.endswith("classify") else None)
                     elapsed = time.perf_counter_ns() - t0
@@ -834,13 +986,22 @@ def bench_scan(rules: RuleSet, prof: Profile, workdir: Path) -> Json:
                     slot[c] = min(slot[c], elapsed)
         counts = {k: summary.total(k) for k in ("examined", "matched", "recorded", "errors")}
     best = {name: sum(per_chunk[name]) for name in names}
-    rows = {name: {"seconds": round(t / 1e9, 2),
-                   "mails_per_s": round(prof.scan_mails / (t / 1e9)),
-                   "ratio_to_read_parse": ratio(t, best["read+parse"])}
-            for name, t in best.items()}
-    return {"mails": prof.scan_mails, "meta_replies": n_meta,
-            "meta_replies_that_should_match": should_match, "mib": round(size / MiB, 1),
-            "rows": rows, "pipeline_counts": counts}
+    rows = {
+        name: {
+            "seconds": round(t / 1e9, 2),
+            "mails_per_s": round(prof.scan_mails / (t / 1e9)),
+            "ratio_to_read_parse": ratio(t, best["read+parse"]),
+        }
+        for name, t in best.items()
+    }
+    return {
+        "mails": prof.scan_mails,
+        "meta_replies": n_meta,
+        "meta_replies_that_should_match": should_match,
+        "mib": round(size / MiB, 1),
+        "rows": rows,
+        "pipeline_counts": counts,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -849,60 +1010,166 @@ def bench_scan(rules: RuleSet, prof: Profile, workdir: Path) -> Json:
 
 def report(res: Json) -> str:
     m, s1 = res["machine"], res["mails"]
-    out = [f"optout-mail benchmarks ({res['profile']}): Python {m['python']} "
-           f"({m['implementation']}), {m['cpu_count']} CPUs, {m['platform']}, "
-           f"mail-parser {m['mail_parser']}; load_rule_set() {res['load_rule_set_ms']} ms, "
-           f"{s1['rules_in_rule_set']} rules",
-           "", "1. classify() beyond parse(), per mail (µs; ratio = total (parse+classify)/parse)"]
+    out = [
+        f"optout-mail benchmarks ({res['profile']}): Python {m['python']} "
+        f"({m['implementation']}), {m['cpu_count']} CPUs, {m['platform']}, "
+        f"mail-parser {m['mail_parser']}; load_rule_set() {res['load_rule_set_ms']} ms, "
+        f"{s1['rules_in_rule_set']} rules",
+        "",
+        "1. classify() beyond parse(), per mail (µs; ratio = total (parse+classify)/parse)",
+    ]
     c = s1["classify"]
-    out.append(table(
-        ["group", "mails", "parse med", "beyond med", "beyond p95", "pure med", "pure p95",
-         "pure max", "ratio"],
-        [[g, r["mails"], r["parse_median_us"], r["classify_beyond_parse_median_us"],
-          r["classify_beyond_parse_p95_us"], r["classify_pure_median_us"],
-          r["classify_pure_p95_us"], r["classify_pure_max_us"],
-          r["ratio_parse_classify_over_parse"]] for g, r in c.items()]))
+    out.append(
+        table(
+            [
+                "group",
+                "mails",
+                "parse med",
+                "beyond med",
+                "beyond p95",
+                "pure med",
+                "pure p95",
+                "pure max",
+                "ratio",
+            ],
+            [
+                [
+                    g,
+                    r["mails"],
+                    r["parse_median_us"],
+                    r["classify_beyond_parse_median_us"],
+                    r["classify_beyond_parse_p95_us"],
+                    r["classify_pure_median_us"],
+                    r["classify_pure_p95_us"],
+                    r["classify_pure_max_us"],
+                    r["ratio_parse_classify_over_parse"],
+                ]
+                for g, r in c.items()
+            ],
+        )
+    )
     sc = s1["samples_correct"]
     tried = s1["rules_tried_per_meta_mail"]
-    out.append(f"samples classified as expected: {sc['ok']}/{sc['total']}; rules evaluated per "
-               f"Meta-domain mail: median {tried['matched']['median']} when one matches "
-               f"({tried['matched']['mails']} mails), {tried['unmatched']['median']} when none "
-               f"does ({tried['unmatched']['mails']} mails)")
+    out.append(
+        f"samples classified as expected: {sc['ok']}/{sc['total']}; rules evaluated per "
+        f"Meta-domain mail: median {tried['matched']['median']} when one matches "
+        f"({tried['matched']['mails']} mails), {tried['unmatched']['median']} when none "
+        f"does ({tried['unmatched']['mails']} mails)"
+    )
     p = res["patterns"]
-    out += ["", f"1b. slowest of {p['patterns']} patterns on a 128K-char word soup of the rules' "
-            f"own words (all patterns: {p['soup_128k_all_patterns_ms']} ms)"]
-    out.append(table(["file", "id", "field", "128K ms", "growth 8x", "typical µs"],
-                     [[r["file"], r["id"], r["field"], r["soup_128k_ms"],
-                       r["growth_16k_to_128k"], r["typical_us_per_mail"]]
-                      for r in p["slowest_on_soup"]]))
-    out.append("superlinear patterns (growth > 16 for 8x the text): "
-               + (", ".join(f"{r['file']}:{r['id']}" for r in p["superlinear"]) or "none"))
+    out += [
+        "",
+        f"1b. slowest of {p['patterns']} patterns on a 128K-char word soup of the rules' "
+        f"own words (all patterns: {p['soup_128k_all_patterns_ms']} ms)",
+    ]
+    out.append(
+        table(
+            ["file", "id", "field", "128K ms", "growth 8x", "typical µs"],
+            [
+                [
+                    r["file"],
+                    r["id"],
+                    r["field"],
+                    r["soup_128k_ms"],
+                    r["growth_16k_to_128k"],
+                    r["typical_us_per_mail"],
+                ]
+                for r in p["slowest_on_soup"]
+            ],
+        )
+    )
+    out.append(
+        "superlinear patterns (growth > 16 for 8x the text): "
+        + (", ".join(f"{r['file']}:{r['id']}" for r in p["superlinear"]) or "none")
+    )
     out += ["", "2. parse() against its baselines (per-mail median µs; ratio of totals)"]
-    out.append(table(
-        ["group", "mails", "ours", "stdlib", "mailparser", "ours/stdlib", "ours/mailparser",
-         "ours mails/s"],
-        [[g, r["mails"], r["parse_median_us"], r["stdlib_median_us"], r["mailparser_median_us"],
-          r["ratio_ours_over_stdlib"], r["ratio_ours_over_mailparser"], r["parse_mails_per_s"]]
-         for g, r in s1["parsers"].items()]))
+    out.append(
+        table(
+            [
+                "group",
+                "mails",
+                "ours",
+                "stdlib",
+                "mailparser",
+                "ours/stdlib",
+                "ours/mailparser",
+                "ours mails/s",
+            ],
+            [
+                [
+                    g,
+                    r["mails"],
+                    r["parse_median_us"],
+                    r["stdlib_median_us"],
+                    r["mailparser_median_us"],
+                    r["ratio_ours_over_stdlib"],
+                    r["ratio_ours_over_mailparser"],
+                    r["parse_mails_per_s"],
+                ]
+                for g, r in s1["parsers"].items()
+            ],
+        )
+    )
     out += ["", "2b. where parse() spends its time (all mails of section 2)"]
-    out.append(table(["component", "calls", "median µs", "total ms", "share of parse()"],
-                     [[r["component"], r["calls"], r["median_us"], r["total_ms"],
-                       r["share_of_parse"]] for r in s1["hot_spots"]]))
-    out += ["", "3. hostile mails: one child process each, best of runs; peak RSS above the "
-            "RSS with the input loaded; ratios to mailparser"]
-    out.append(table(
-        ["case", "MiB", "impl", "ms", "time ratio", "peak RSS MiB", "RSS ratio",
-         "tracemalloc MiB", "result"],
-        [[r["case"], round(r["bytes"] / MiB, 1), r["impl"], r.get("ms"), r["ratio_time"],
-          r.get("peak_rss_mib"), r["ratio_rss"], r.get("tracemalloc_peak_mib"),
-          r.get("result", r.get("error"))] for r in res["hostile"]]))
+    out.append(
+        table(
+            ["component", "calls", "median µs", "total ms", "share of parse()"],
+            [
+                [r["component"], r["calls"], r["median_us"], r["total_ms"], r["share_of_parse"]]
+                for r in s1["hot_spots"]
+            ],
+        )
+    )
+    out += [
+        "",
+        "3. hostile mails: one child process each, best of runs; peak RSS above the "
+        "RSS with the input loaded; ratios to mailparser",
+    ]
+    out.append(
+        table(
+            [
+                "case",
+                "MiB",
+                "impl",
+                "ms",
+                "time ratio",
+                "peak RSS MiB",
+                "RSS ratio",
+                "tracemalloc MiB",
+                "result",
+            ],
+            [
+                [
+                    r["case"],
+                    round(r["bytes"] / MiB, 1),
+                    r["impl"],
+                    r.get("ms"),
+                    r["ratio_time"],
+                    r.get("peak_rss_mib"),
+                    r["ratio_rss"],
+                    r.get("tracemalloc_peak_mib"),
+                    r.get("result", r.get("error")),
+                ]
+                for r in res["hostile"]
+            ],
+        )
+    )
     s4 = res["scan"]
-    out += ["", f"4. scan --source: {s4['mails']} .eml files ({s4['mib']} MiB, "
-            f"{s4['meta_replies']} Meta replies of which {s4['meta_replies_that_should_match']} "
-            f"should match), per subfolder best of runs; pipeline: {s4['pipeline_counts']}"]
-    out.append(table(["what", "seconds", "mails/s", "ratio to read+parse"],
-                     [[k, r["seconds"], r["mails_per_s"], r["ratio_to_read_parse"]]
-                      for k, r in s4["rows"].items()]))
+    out += [
+        "",
+        f"4. scan --source: {s4['mails']} .eml files ({s4['mib']} MiB, "
+        f"{s4['meta_replies']} Meta replies of which {s4['meta_replies_that_should_match']} "
+        f"should match), per subfolder best of runs; pipeline: {s4['pipeline_counts']}",
+    ]
+    out.append(
+        table(
+            ["what", "seconds", "mails/s", "ratio to read+parse"],
+            [
+                [k, r["seconds"], r["mails_per_s"], r["ratio_to_read_parse"]]
+                for k, r in s4["rows"].items()
+            ],
+        )
+    )
     out.append(f"\ntotal run time {res['seconds']} s (sections: {res['section_seconds']})")
     return "\n".join(out)
 
@@ -922,8 +1189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = load_rule_set()
     load_ms = ms(time.perf_counter_ns() - t0)
     mails = load_samples() + generated(prof.generated, seed=5)
-    res: Json = {"profile": "quick" if args.quick else "full", "machine": machine(),
-                 "load_rule_set_ms": load_ms, "max_parse_bytes": MAX_PARSE_BYTES}
+    res: Json = {
+        "profile": "quick" if args.quick else "full",
+        "machine": machine(),
+        "load_rule_set_ms": load_ms,
+        "max_parse_bytes": MAX_PARSE_BYTES,
+    }
     sections: dict[str, float] = {}
 
     def section(name: str, fn: Callable[[], object]) -> None:

@@ -85,10 +85,46 @@ def parse_size(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Text material.
 
-FIRST = ["Anna", "Luca", "Marie", "Jan", "Ola", "Piotr", "Sofia", "João", "Erik", "Sam",
-         "Mia", "Noah", "Lea", "Tom", "Eva", "Ali", "Ines", "Max", "Nora", "Ben"]
-LAST = ["Schmidt", "Rossi", "Dubois", "de Vries", "Nordmann", "Nowak", "García", "Silva",
-        "Svensson", "Taylor", "Müller", "Bianchi", "Martin", "Jansen", "Kowalski", "Costa"]
+FIRST = [
+    "Anna",
+    "Luca",
+    "Marie",
+    "Jan",
+    "Ola",
+    "Piotr",
+    "Sofia",
+    "João",
+    "Erik",
+    "Sam",
+    "Mia",
+    "Noah",
+    "Lea",
+    "Tom",
+    "Eva",
+    "Ali",
+    "Ines",
+    "Max",
+    "Nora",
+    "Ben",
+]
+LAST = [
+    "Schmidt",
+    "Rossi",
+    "Dubois",
+    "de Vries",
+    "Nordmann",
+    "Nowak",
+    "García",
+    "Silva",
+    "Svensson",
+    "Taylor",
+    "Müller",
+    "Bianchi",
+    "Martin",
+    "Jansen",
+    "Kowalski",
+    "Costa",
+]
 SENTENCES = [
     "Thanks for your message, I will get back to you tomorrow.",
     "See you on Thursday at the usual place.",
@@ -105,53 +141,91 @@ SENTENCES = [
     "The package should arrive between Tuesday and Wednesday.",
     "Please find the minutes of yesterday's call below.",
 ]
-NEWS_TOPICS = ["Weekly digest", "Your July offers", "New in the shop", "Community update",
-               "Release notes 4.2", "Events near you", "Last chance: 30 % off", "Reading list"]
-ORDINARY_DOMAINS = ["example.org", "example.com", "mail.example.net", "shop.example",
-                    "news.example.org", "lists.example.net", "travel.example", "bank.example"]
+NEWS_TOPICS = [
+    "Weekly digest",
+    "Your July offers",
+    "New in the shop",
+    "Community update",
+    "Release notes 4.2",
+    "Events near you",
+    "Last chance: 30 % off",
+    "Reading list",
+]
+ORDINARY_DOMAINS = [
+    "example.org",
+    "example.com",
+    "mail.example.net",
+    "shop.example",
+    "news.example.org",
+    "lists.example.net",
+    "travel.example",
+    "bank.example",
+]
 KINDS = ("personal", "newsletter", "html_only", "attachment")
 KIND_WEIGHTS = (42, 36, 14, 8)
 
 META_KINDS = ("comment", "friend_request", "memory", "login_alert")
 META_SENDERS = {
-    "comment": [("Facebook", "notification@facebookmail.com", "facebookmail.com"),
-                ("Instagram", "no-reply@mail.instagram.com", "mail.instagram.com")],
+    "comment": [
+        ("Facebook", "notification@facebookmail.com", "facebookmail.com"),
+        ("Instagram", "no-reply@mail.instagram.com", "mail.instagram.com"),
+    ],
     "friend_request": [("Facebook", "notification@facebookmail.com", "facebookmail.com")],
     "memory": [("Facebook", "memories@facebookmail.com", "facebookmail.com")],
-    "login_alert": [("Facebook", "security@facebookmail.com", "facebookmail.com"),
-                    ("Instagram", "security@mail.instagram.com", "mail.instagram.com")],
+    "login_alert": [
+        ("Facebook", "security@facebookmail.com", "facebookmail.com"),
+        ("Instagram", "security@mail.instagram.com", "mail.instagram.com"),
+    ],
 }
 META_SUBJECTS = {
-    "comment": ["{name} commented on your post", "{name} replied to your comment",
-                "{name} and {n} others commented on your photo"],
-    "friend_request": ["{name} sent you a friend request", "You have {n} new friend requests",
-                       "People you may know: {name} and {n} others"],
-    "memory": ["Your memories on Facebook", "{n} years ago today",
-               "{name}, you have memories with {other} to look back on"],
-    "login_alert": ["New login to your account", "Security alert: new device logged in",
-                    "Was this you? New login from Chrome on Windows"],
+    "comment": [
+        "{name} commented on your post",
+        "{name} replied to your comment",
+        "{name} and {n} others commented on your photo",
+    ],
+    "friend_request": [
+        "{name} sent you a friend request",
+        "You have {n} new friend requests",
+        "People you may know: {name} and {n} others",
+    ],
+    "memory": [
+        "Your memories on Facebook",
+        "{n} years ago today",
+        "{name}, you have memories with {other} to look back on",
+    ],
+    "login_alert": [
+        "New login to your account",
+        "Security alert: new device logged in",
+        "Was this you? New login from Chrome on Windows",
+    ],
 }
 META_LINES = {
-    "comment": "{name} commented on your post: \"What a great photo, see you soon!\"",
+    "comment": '{name} commented on your post: "What a great photo, see you soon!"',
     "friend_request": "{name} wants to be friends with you on Facebook. You have {n} mutual "
-                      "friends.",
+    "friends.",
     "memory": "We thought you'd like to look back on your memories with {other} from {n} years "
-              "ago.",
+    "ago.",
     "login_alert": "We noticed a new login to your account from Chrome on Windows near Berlin, "
-                   "Germany. If this was you, you can ignore this message.",
+    "Germany. If this was you, you can ignore this message.",
 }
-_STYLE_TD = ("font-family:Helvetica Neue,Helvetica,Lucida Grande,tahoma,verdana,arial,"
-             "sans-serif;font-size:14px;line-height:20px;color:#1c1e21;padding:0;margin:0")
-_STYLE_BTN = ("background-color:#1877f2;border-radius:6px;border:1px solid #1877f2;"
-              "display:inline-block;padding:8px 20px;color:#ffffff;font-weight:bold;"
-              "text-decoration:none;font-size:14px")
+_STYLE_TD = (
+    "font-family:Helvetica Neue,Helvetica,Lucida Grande,tahoma,verdana,arial,"
+    "sans-serif;font-size:14px;line-height:20px;color:#1c1e21;padding:0;margin:0"
+)
+_STYLE_BTN = (
+    "background-color:#1877f2;border-radius:6px;border:1px solid #1877f2;"
+    "display:inline-block;padding:8px 20px;color:#ffffff;font-weight:bold;"
+    "text-decoration:none;font-size:14px"
+)
 
 
 def _tracking(rnd: random.Random, domain: str) -> str:
-    return (f"https://www.{domain}/nd/?story_fbid={rnd.getrandbits(60)}&amp;id="
-            f"{rnd.getrandbits(48)}&amp;aref={rnd.getrandbits(40)}&amp;medium=email&amp;"
-            f"mid={rnd.getrandbits(64):x}G5af3a2d8e6a0bG{rnd.getrandbits(32):x}&amp;"
-            f"bcode=2.{rnd.getrandbits(30)}.AbzR{rnd.getrandbits(64):x}&amp;n_m=me%40example.net")
+    return (
+        f"https://www.{domain}/nd/?story_fbid={rnd.getrandbits(60)}&amp;id="
+        f"{rnd.getrandbits(48)}&amp;aref={rnd.getrandbits(40)}&amp;medium=email&amp;"
+        f"mid={rnd.getrandbits(64):x}G5af3a2d8e6a0bG{rnd.getrandbits(32):x}&amp;"
+        f"bcode=2.{rnd.getrandbits(30)}.AbzR{rnd.getrandbits(64):x}&amp;n_m=me%40example.net"
+    )
 
 
 def _meta_row(rnd: random.Random, domain: str, n: int) -> str:
@@ -172,10 +246,10 @@ def _meta_row(rnd: random.Random, domain: str, n: int) -> str:
         f'<span style="color:#65676b">{text}</span></td></tr>'
         f'<tr><td style="{_STYLE_TD};color:#65676b;font-size:12px;padding-top:4px">'
         f'{rnd.randint(1, 23)} hours ago &middot; <a href="{link}" style="color:#65676b">'
-        'See more</a></td></tr>'
+        "See more</a></td></tr>"
         f'<tr><td style="padding-top:8px"><a href="{link}" style="{_STYLE_BTN}">'
         f'<span style="color:#ffffff">{rnd.choice(["Reply", "Confirm", "See post", "Like"])}'
-        '</span></a></td></tr></table></td></tr></table></td></tr>'
+        "</span></a></td></tr></table></td></tr></table></td></tr>"
         '<tr><td height="12" style="line-height:12px;font-size:1px">&nbsp;</td></tr>\n'
     )
 
@@ -194,7 +268,7 @@ def _meta_html(rnd: random.Random, title: str, line: str, domain: str, target: i
         '<body style="margin:0;padding:0" dir="ltr" bgcolor="#ffffff">'
         '<table border="0" cellspacing="0" cellpadding="0" align="center" id="email_table" '
         'style="border-collapse:collapse"><tr><td id="email_content" style="font-family:'
-        'Helvetica Neue,Helvetica,Lucida Grande,tahoma,verdana,arial,sans-serif;background:'
+        "Helvetica Neue,Helvetica,Lucida Grande,tahoma,verdana,arial,sans-serif;background:"
         '#ffffff"><table border="0" width="100%" cellspacing="0" cellpadding="0" '
         'style="border-collapse:collapse"><tr><td height="20" style="line-height:20px" '
         'colspan="3">&nbsp;</td></tr><tr><td height="1" colspan="3" style="line-height:1px">'
@@ -284,8 +358,10 @@ def meta_notification(rnd: random.Random, when: datetime, n: int) -> tuple[str, 
     html = _meta_html(rnd, subject, line, domain, rnd.randint(50_000, 100_000))
     plain = (
         f"Hi,\n\n{line}\n\n"
-        + "".join(f"{rnd.choice(FIRST)} {rnd.choice(LAST)}: {rnd.choice(SENTENCES)}\n"
-                  for _ in range(rnd.randint(3, 12)))
+        + "".join(
+            f"{rnd.choice(FIRST)} {rnd.choice(LAST)}: {rnd.choice(SENTENCES)}\n"
+            for _ in range(rnd.randint(3, 12))
+        )
         + f"\nSee more: {_tracking(rnd, domain).replace('&amp;', '&')}\n\n"
         "This message was sent to me@example.net. Meta Platforms Ireland Ltd., Merrion Road, "
         "Dublin 4, Ireland. To help keep your account secure, please don't forward this email.\n"
@@ -293,12 +369,13 @@ def meta_notification(rnd: random.Random, when: datetime, n: int) -> tuple[str, 
     alt, rel = _boundary(rnd, "alt"), _boundary(rnd, "rel")
     mid = f"<{rnd.getrandbits(128):032x}@www.{domain.split('.', 1)[-1]}>"
     images = [("logo", "image/png", "png", _png(rnd, rnd.randint(1_500, 3_000)))]
-    images += [(f"avatar{i}", "image/jpeg", "jpg", _jpeg(rnd, rnd.randint(2_000, 6_000)))
-               for i in range(3)]
+    images += [
+        (f"avatar{i}", "image/jpeg", "jpg", _jpeg(rnd, rnd.randint(2_000, 6_000))) for i in range(3)
+    ]
     parts = "".join(
-        f"--{rel}\nContent-Type: {ctype}; name=\"{cid}.{ext}\"\n"
+        f'--{rel}\nContent-Type: {ctype}; name="{cid}.{ext}"\n'
         f"Content-Transfer-Encoding: base64\nContent-ID: <{cid}>\n"
-        f"Content-Disposition: inline; filename=\"{cid}.{ext}\"\n\n{_b64(data)}"
+        f'Content-Disposition: inline; filename="{cid}.{ext}"\n\n{_b64(data)}'
         for cid, ctype, ext, data in images
     )
     text = (
@@ -307,11 +384,11 @@ def meta_notification(rnd: random.Random, when: datetime, n: int) -> tuple[str, 
         f"X-Facebook-Notify: {kind}; mailid={rnd.getrandbits(64):x}\n"
         f"Feedback-ID: 0:{kind}:Facebook\n"
         f"List-Unsubscribe: <{_tracking(rnd, domain).replace('&amp;', '&')}>\n"
-        f"Content-Type: multipart/alternative; boundary=\"{alt}\"\n\n"
-        f"--{alt}\nContent-Type: text/plain; charset=\"UTF-8\"\n"
+        f'Content-Type: multipart/alternative; boundary="{alt}"\n\n'
+        f'--{alt}\nContent-Type: text/plain; charset="UTF-8"\n'
         f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(plain)}\n"
-        f"--{alt}\nContent-Type: multipart/related; boundary=\"{rel}\"\n\n"
-        f"--{rel}\nContent-Type: text/html; charset=\"UTF-8\"\n"
+        f'--{alt}\nContent-Type: multipart/related; boundary="{rel}"\n\n'
+        f'--{rel}\nContent-Type: text/html; charset="UTF-8"\n'
         f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(html)}\n"
         f"{parts}--{rel}--\n\n--{alt}--\n"
     )
@@ -319,15 +396,24 @@ def meta_notification(rnd: random.Random, when: datetime, n: int) -> tuple[str, 
 
 
 def _news_html(rnd: random.Random, title: str, rows: int) -> str:
-    cell = ('<tr><td style="font-family:Arial,sans-serif;font-size:15px;color:#222;'
-            'padding:0 0 14px 0"><a href="https://news.example.org/r/{}" style="color:#0a58ca">'
-            "{}</a> &ndash; {}</td></tr>\n")
-    body = "".join(cell.format(rnd.getrandbits(48), rnd.choice(NEWS_TOPICS),
-                               " ".join(rnd.choice(SENTENCES) for _ in range(rnd.randint(1, 4))))
-                   for _ in range(rows))
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-            f'<body><table width="100%" cellpadding="0" cellspacing="0">{body}</table>'
-            "</body></html>\n")
+    cell = (
+        '<tr><td style="font-family:Arial,sans-serif;font-size:15px;color:#222;'
+        'padding:0 0 14px 0"><a href="https://news.example.org/r/{}" style="color:#0a58ca">'
+        "{}</a> &ndash; {}</td></tr>\n"
+    )
+    body = "".join(
+        cell.format(
+            rnd.getrandbits(48),
+            rnd.choice(NEWS_TOPICS),
+            " ".join(rnd.choice(SENTENCES) for _ in range(rnd.randint(1, 4))),
+        )
+        for _ in range(rows)
+    )
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f'<body><table width="100%" cellpadding="0" cellspacing="0">{body}</table>'
+        "</body></html>\n"
+    )
 
 
 def ordinary(rnd: random.Random, when: datetime, n: int) -> tuple[str, bytes]:
@@ -336,43 +422,56 @@ def ordinary(rnd: random.Random, when: datetime, n: int) -> tuple[str, bytes]:
     first, last = rnd.choice(FIRST), rnd.choice(LAST)
     domain = rnd.choice(ORDINARY_DOMAINS)
     sender = f"{first} {last} <{first.lower()}.{n}@{domain}>"
-    text = "\n\n".join(" ".join(rnd.choice(SENTENCES) for _ in range(rnd.randint(2, 5)))
-                       for _ in range(rnd.randint(1, 8)))
+    text = "\n\n".join(
+        " ".join(rnd.choice(SENTENCES) for _ in range(rnd.randint(2, 5)))
+        for _ in range(rnd.randint(1, 8))
+    )
     mid = f"<{rnd.getrandbits(96):024x}.{n}@{domain}>"
     if kind == "personal":
         subject = rnd.choice(SENTENCES)[:40]
-        body = ("Content-Type: text/plain; charset=\"UTF-8\"\n"
-                f"Content-Transfer-Encoding: 8bit\n\n{text}\n")
+        body = (
+            'Content-Type: text/plain; charset="UTF-8"\n'
+            f"Content-Transfer-Encoding: 8bit\n\n{text}\n"
+        )
     elif kind in ("newsletter", "html_only"):
         subject = rnd.choice(NEWS_TOPICS)
         sender = f"{rnd.choice(NEWS_TOPICS).split()[0]} News <newsletter@{domain}>"
         html = _news_html(rnd, subject, rnd.randint(10, 120))
         if kind == "html_only":
-            body = (f"Content-Type: text/html; charset=\"UTF-8\"\n"
-                    f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(html)}\n")
+            body = (
+                f'Content-Type: text/html; charset="UTF-8"\n'
+                f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(html)}\n"
+            )
         else:
             alt = _boundary(rnd, "alt")
-            body = (f"List-Unsubscribe: <mailto:unsubscribe@{domain}>\n"
-                    f"Content-Type: multipart/alternative; boundary=\"{alt}\"\n\n"
-                    f"--{alt}\nContent-Type: text/plain; charset=\"UTF-8\"\n"
-                    f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(text)}\n"
-                    f"--{alt}\nContent-Type: text/html; charset=\"UTF-8\"\n"
-                    f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(html)}\n--{alt}--\n")
+            body = (
+                f"List-Unsubscribe: <mailto:unsubscribe@{domain}>\n"
+                f'Content-Type: multipart/alternative; boundary="{alt}"\n\n'
+                f'--{alt}\nContent-Type: text/plain; charset="UTF-8"\n'
+                f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(text)}\n"
+                f'--{alt}\nContent-Type: text/html; charset="UTF-8"\n'
+                f"Content-Transfer-Encoding: quoted-printable\n\n{_qp(html)}\n--{alt}--\n"
+            )
     else:
         subject = rnd.choice(["Invoice June", "Photos from Saturday", "Tickets", "Contract"])
         mixed = _boundary(rnd, "mix")
         if rnd.random() < 0.5:
-            name, ctype, blob = "invoice.pdf", "application/pdf", rnd.randbytes(
-                rnd.randint(20_000, 150_000))
+            name, ctype, blob = (
+                "invoice.pdf",
+                "application/pdf",
+                rnd.randbytes(rnd.randint(20_000, 150_000)),
+            )
         else:
             name, ctype, blob = "photo.jpg", "image/jpeg", _jpeg(rnd, rnd.randint(30_000, 250_000))
-        body = (f"Content-Type: multipart/mixed; boundary=\"{mixed}\"\n\n"
-                f"--{mixed}\nContent-Type: text/plain; charset=\"UTF-8\"\n"
-                f"Content-Transfer-Encoding: 8bit\n\n{text}\n"
-                f"--{mixed}\nContent-Type: {ctype}; name=\"{name}\"\n"
-                f"Content-Transfer-Encoding: base64\n"
-                f"Content-Disposition: attachment; filename=\"{name}\"\n\n{_b64(blob)}"
-                f"--{mixed}--\n")
+        body = (
+            f'Content-Type: multipart/mixed; boundary="{mixed}"\n\n'
+            f'--{mixed}\nContent-Type: text/plain; charset="UTF-8"\n'
+            f"Content-Transfer-Encoding: 8bit\n\n{text}\n"
+            f'--{mixed}\nContent-Type: {ctype}; name="{name}"\n'
+            f"Content-Transfer-Encoding: base64\n"
+            f'Content-Disposition: attachment; filename="{name}"\n\n{_b64(blob)}'
+            f"--{mixed}--\n"
+        )
     return kind, (_common_headers(rnd, sender, domain, subject, when, mid) + body).encode()
 
 
@@ -443,8 +542,11 @@ class Spec:
         return {int((k + 0.5) * self.count / r): k for k in range(r)}
 
     def light_meta_positions(self) -> set[int]:
-        return {int((k + 0.25) * self.count / LIGHT_NOTIFICATIONS) for k in
-                range(LIGHT_NOTIFICATIONS)} if self.variant == "light" else set()
+        return (
+            {int((k + 0.25) * self.count / LIGHT_NOTIFICATIONS) for k in range(LIGHT_NOTIFICATIONS)}
+            if self.variant == "light"
+            else set()
+        )
 
     def when(self, position: int) -> datetime:
         span = (LAST_DATE - FIRST_DATE).total_seconds()
@@ -462,8 +564,7 @@ def make_mail(spec: Spec, position: int, replies: Sequence[Reply]) -> tuple[str,
     if reply_no is not None:
         reply = replies[(reply_no * 7) % len(replies)]  # a stride through the languages
         mid = f"<bench-{spec.label}-{reply_no}@www.facebook.com>"
-        return ("reply" if reply.matches else "reply_nonmatching"), with_message_id(
-            reply.data, mid)
+        return ("reply" if reply.matches else "reply_nonmatching"), with_message_id(reply.data, mid)
     if spec.variant == "heavy":
         is_meta = rnd.random() < HEAVY_META_SHARE
     else:
@@ -485,8 +586,10 @@ def _write_chunk(spec: Spec, start: int, stop: int, cur: str) -> dict[str, Any]:
         virtual = len(data) + data.count(b"\n")
         # <time>.M<usec>P<pid>.<host>: Dovecot orders new files by this name; S= and W= spare
         # it a stat() and a line count.
-        name = f"{stamp}.M{position:06d}P{_VARIANT_SEED[spec.variant]}.bench," \
-               f"S={len(data)},W={virtual}:2,S"
+        name = (
+            f"{stamp}.M{position:06d}P{_VARIANT_SEED[spec.variant]}.bench,"
+            f"S={len(data)},W={virtual}:2,S"
+        )
         path = os.path.join(cur, name)
         with open(path, "wb") as handle:
             handle.write(data)
@@ -511,9 +614,7 @@ def generate(spec: Spec, target: Path, workers: int | None = None) -> dict[str, 
             kinds.update(result["kinds"])
             sizes.update(result["bytes"])
     replies = load_replies()
-    expected_matches = sum(
-        replies[(k * 7) % len(replies)].matches for k in range(spec.replies())
-    )
+    expected_matches = sum(replies[(k * 7) % len(replies)].matches for k in range(spec.replies()))
     return {
         "count": spec.count,
         "variant": spec.variant,
@@ -602,8 +703,10 @@ def ensure(
         warm_s=round(t3 - t2, 1),
     )
     spec.manifest_path.write_text(json.dumps(info, indent=2) + "\n")
-    log(f"  {info['bytes'] / 2**20:.0f} MiB, {info['meta_mails']} Meta mails; generated in "
-        f"{info['generate_s']} s, indexed in {info['index_s']} s, warmed in {info['warm_s']} s")
+    log(
+        f"  {info['bytes'] / 2**20:.0f} MiB, {info['meta_mails']} Meta mails; generated in "
+        f"{info['generate_s']} s, indexed in {info['index_s']} s, warmed in {info['warm_s']} s"
+    )
     info["built_now"] = True
     return info
 
@@ -627,8 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     floor_search(server.host, server.port, user, "pw")
 
                 info = ensure(spec, server, user, "pw", warm=warm)
-                print(f"{spec.label}: {info['count']} mails, {info['bytes'] / 2**20:.0f} MiB, "
-                      f"kinds {info['kinds']}")
+                print(
+                    f"{spec.label}: {info['count']} mails, {info['bytes'] / 2**20:.0f} MiB, "
+                    f"kinds {info['kinds']}"
+                )
     return 0
 
 

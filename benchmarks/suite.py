@@ -161,8 +161,13 @@ class Clients:
     env: dict[str, str] = field(default_factory=lambda: _clean_env())
 
     def floor(self, user: str) -> list[str]:
-        return [self.python, str(ROOT / "benchmarks" / "floor.py"), *self._login(user),
-                "--terms", ",".join(self.terms)]
+        return [
+            self.python,
+            str(ROOT / "benchmarks" / "floor.py"),
+            *self._login(user),
+            "--terms",
+            ",".join(self.terms),
+        ]
 
     def fetch_all(self, user: str) -> list[str]:
         return [self.python, str(ROOT / "benchmarks" / "fetch_all.py"), *self._login(user)]
@@ -174,8 +179,16 @@ class Clients:
         return [self.optout, "--version"]
 
     def _login(self, user: str) -> list[str]:
-        return ["--host", self.server.host, "--port", str(self.server.port), "--user", user,
-                "--password", PASSWORD]
+        return [
+            "--host",
+            self.server.host,
+            "--port",
+            str(self.server.port),
+            "--user",
+            user,
+            "--password",
+            PASSWORD,
+        ]
 
     def config(self, user: str, data_dir: Path, *, notifications: bool = False) -> Path:
         """A config with one account on the private server; popups off unless asked for."""
@@ -210,9 +223,7 @@ def ledger_facts(data_dir: Path) -> Json:
     """What a scan left in the ledger: events recorded and the INBOX cursor."""
     with contextlib.closing(sqlite3.connect(data_dir / "ledger.sqlite3")) as db:
         events = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        row = db.execute(
-            "SELECT last_uid FROM cursors WHERE folder = 'INBOX'"
-        ).fetchone()
+        row = db.execute("SELECT last_uid FROM cursors WHERE folder = 'INBOX'").fetchone()
     return {"events": int(events), "inbox_last_uid": int(row[0]) if row else None}
 
 
@@ -249,8 +260,10 @@ def bench_mailbox(box: MailboxRun, clients: Clients, reps: int) -> None:
                 sample, out = measure(argv, clients.env, work)
                 box.results.setdefault(f"{name}_fetched", json.loads(out))
             samples[name].append(sample)
-            log(f"  {box.spec.label} rep {rep + 1}/{reps} {name:<10} {sample.wall_s:8.2f} s "
-                f"{sample.maxrss_mb:7.1f} MB")
+            log(
+                f"  {box.spec.label} rep {rep + 1}/{reps} {name:<10} {sample.wall_s:8.2f} s "
+                f"{sample.maxrss_mb:7.1f} MB"
+            )
     assert box.prescanned is not None
     rescan_config = box.prescanned.with_suffix(".toml")
     pair: dict[str, list[Sample]] = {"rescan": [], "version": []}
@@ -258,8 +271,10 @@ def bench_mailbox(box: MailboxRun, clients: Clients, reps: int) -> None:
         for name in rotate(list(pair), rep):
             argv = clients.scan(rescan_config) if name == "rescan" else clients.version()
             pair[name].append(measure(argv, clients.env, work)[0])
-    log(f"  {box.spec.label} rescan {statistics.median(s.wall_s for s in pair['rescan']):.3f} s"
-        f", --version {statistics.median(s.wall_s for s in pair['version']):.3f} s")
+    log(
+        f"  {box.spec.label} rescan {statistics.median(s.wall_s for s in pair['rescan']):.3f} s"
+        f", --version {statistics.median(s.wall_s for s in pair['version']):.3f} s"
+    )
     box.results.update({name: summarise(s) for name, s in (samples | pair).items()})
     box.results["ledger_after_first_scan"] = checks
     box.results["ledger_ok"] = all(
@@ -301,7 +316,9 @@ def bench_classify(spec: mailboxes.Spec, reps: int) -> Json:
         return classify(parse(RawMail(data=data, origin="bench")), rules)
 
     variants: dict[str, Callable[[bytes], object]] = {
-        "mailparser": plain, "parse": ours, "parse+classify": full,
+        "mailparser": plain,
+        "parse": ours,
+        "parse+classify": full,
     }
     for fn in variants.values():  # warm-up: lazy imports, regex caches
         for data in mails[:5]:
@@ -340,6 +357,7 @@ def _status_kib(pid: int, key: str) -> int:
 
 def _copy_maildir(src: Path, dst: Path) -> None:
     """Mail files hard-linked (Dovecot never rewrites one), its index files copied."""
+
     def link_or_copy(a: str, b: str) -> object:
         if Path(a).name.startswith("dovecot"):
             return shutil.copy2(a, b)
@@ -368,6 +386,7 @@ def running_daemon(config: Path, env: dict[str, str], log_path: Path) -> Iterato
             env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
+
         def ready() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited:\n{log_path.read_text()[-3000:]}")
@@ -411,8 +430,7 @@ def bench_daemon(
     account = server.add_user(user, PASSWORD)
     shutil.rmtree(server.root / "rawlog" / user, ignore_errors=True)
     _copy_maildir(box.spec.maildir, account.home / "Maildir")
-    subprocess.run(["chown", "-R", f"{account.uid}:{account.gid}", str(account.home)],
-                   check=True)
+    subprocess.run(["chown", "-R", f"{account.uid}:{account.gid}", str(account.home)], check=True)
     data_dir = clients.workdir / "daemon-data"
     shutil.copytree(box.prescanned, data_dir)
     config = clients.config(user, data_dir, notifications=True)
@@ -429,8 +447,10 @@ def bench_daemon(
             time.sleep(idle_s)
             c1, w1 = _cpu_ticks(pid), time.monotonic()
             rss, hwm = _status_kib(pid, "VmRSS"), _status_kib(pid, "VmHWM")
-            log(f"  daemon idle {w1 - w0:.0f} s: {(c1 - c0) / ticks:.2f} s CPU, "
-                f"RSS {rss * 1024 / MB:.1f} MB")
+            log(
+                f"  daemon idle {w1 - w0:.0f} s: {(c1 - c0) / ticks:.2f} s CPU, "
+                f"RSS {rss * 1024 / MB:.1f} MB"
+            )
             waits = []
             for k in range(arrivals):
                 reply = codes[k % len(codes)]
@@ -486,18 +506,40 @@ def ratio_rows(boxes: Sequence[MailboxRun], extra: Json) -> list[Row]:
         floor = _median(r, "floor")
         first = _median(r, "first_scan")
         applies = box.spec.variant == "light" or box.spec.count >= 20_000
-        rows.append(Row(f"first scan, {label}", f"{first:.2f} s", f"floor {floor:.2f} s",
-                        round(first / floor, 2), f"≤ {FIRST_SCAN_MAX}×" if applies else "-",
-                        first / floor <= FIRST_SCAN_MAX if applies else None))
+        rows.append(
+            Row(
+                f"first scan, {label}",
+                f"{first:.2f} s",
+                f"floor {floor:.2f} s",
+                round(first / floor, 2),
+                f"≤ {FIRST_SCAN_MAX}×" if applies else "-",
+                first / floor <= FIRST_SCAN_MAX if applies else None,
+            )
+        )
         fetch = _median(r, "fetch_all")
-        rows.append(Row(f"fetch everything, {label}", f"{fetch:.2f} s", f"floor {floor:.2f} s",
-                        round(fetch / floor, 2), "-", None))
+        rows.append(
+            Row(
+                f"fetch everything, {label}",
+                f"{fetch:.2f} s",
+                f"floor {floor:.2f} s",
+                round(fetch / floor, 2),
+                "-",
+                None,
+            )
+        )
     for box in boxes:
         r, label = box.results, box.spec.label
         rescan, version = _median(r, "rescan"), _median(r, "version")
-        rows.append(Row(f"rescan, nothing new, {label}", f"{rescan:.3f} s",
-                        f"--version {version:.3f} s", round(rescan / version, 2),
-                        f"≤ {RESCAN_MAX}×", rescan / version <= RESCAN_MAX))
+        rows.append(
+            Row(
+                f"rescan, nothing new, {label}",
+                f"{rescan:.3f} s",
+                f"--version {version:.3f} s",
+                round(rescan / version, 2),
+                f"≤ {RESCAN_MAX}×",
+                rescan / version <= RESCAN_MAX,
+            )
+        )
     for variant in mailboxes.VARIANTS:
         by_count = {b.spec.count: b for b in boxes if b.spec.variant == variant}
         small = by_count.get(1_000)
@@ -505,15 +547,30 @@ def ratio_rows(boxes: Sequence[MailboxRun], extra: Json) -> list[Row]:
         if small is None or large is None or large is small:
             continue
         a, b = _median(large.results, "rescan"), _median(small.results, "rescan")
-        rows.append(Row(f"rescan {large.spec.label} / {small.spec.label}", f"{a:.3f} s",
-                        f"{b:.3f} s", round(a / b, 2), f"≤ {RESCAN_FLAT_MAX}×",
-                        a / b <= RESCAN_FLAT_MAX))
+        rows.append(
+            Row(
+                f"rescan {large.spec.label} / {small.spec.label}",
+                f"{a:.3f} s",
+                f"{b:.3f} s",
+                round(a / b, 2),
+                f"≤ {RESCAN_FLAT_MAX}×",
+                a / b <= RESCAN_FLAT_MAX,
+            )
+        )
     heavy = [b for b in boxes if b.spec.variant == "heavy"]
     if heavy:
         big = max(heavy, key=lambda b: b.spec.count)
         peak = float(big.results["first_scan"]["maxrss_mb"]["max"])
-        rows.append(Row(f"peak RSS, first scan {big.spec.label}", f"{peak:.0f} MB", "-", None,
-                        f"≤ {PEAK_RSS_MAX_MB:.0f} MB", peak <= PEAK_RSS_MAX_MB))
+        rows.append(
+            Row(
+                f"peak RSS, first scan {big.spec.label}",
+                f"{peak:.0f} MB",
+                "-",
+                None,
+                f"≤ {PEAK_RSS_MAX_MB:.0f} MB",
+                peak <= PEAK_RSS_MAX_MB,
+            )
+        )
     rows += _extra_rows(extra)
     return rows
 
@@ -524,19 +581,49 @@ def _extra_rows(extra: Json) -> list[Row]:
     if c:
         a = c["parse+classify_ms_per_mail"]["median"]
         b = c["mailparser_ms_per_mail"]["median"]
-        rows.append(Row(f"parse+classify, {c['mails']} Meta mails of {c['mailbox']}",
-                        f"{a:.2f} ms/mail", f"mail-parser {b:.2f} ms/mail", c["ratio"], "-",
-                        None))
+        rows.append(
+            Row(
+                f"parse+classify, {c['mails']} Meta mails of {c['mailbox']}",
+                f"{a:.2f} ms/mail",
+                f"mail-parser {b:.2f} ms/mail",
+                c["ratio"],
+                "-",
+                None,
+            )
+        )
     d = extra.get("daemon")
     if d and "skipped" not in d:
-        rows.append(Row(f"daemon quiet CPU ({d['idle_s']:.0f} s idle)",
-                        f"{d['idle_cpu_pct']:.2f} %", "-", None, f"< {IDLE_CPU_MAX_PCT:g} %",
-                        d["idle_cpu_pct"] < IDLE_CPU_MAX_PCT))
-        rows.append(Row("daemon RSS, quiet", f"{d['rss_mb']:.0f} MB", "-", None,
-                        f"≤ {DAEMON_RSS_MAX_MB:.0f} MB", d["rss_mb"] <= DAEMON_RSS_MAX_MB))
+        rows.append(
+            Row(
+                f"daemon quiet CPU ({d['idle_s']:.0f} s idle)",
+                f"{d['idle_cpu_pct']:.2f} %",
+                "-",
+                None,
+                f"< {IDLE_CPU_MAX_PCT:g} %",
+                d["idle_cpu_pct"] < IDLE_CPU_MAX_PCT,
+            )
+        )
+        rows.append(
+            Row(
+                "daemon RSS, quiet",
+                f"{d['rss_mb']:.0f} MB",
+                "-",
+                None,
+                f"≤ {DAEMON_RSS_MAX_MB:.0f} MB",
+                d["rss_mb"] <= DAEMON_RSS_MAX_MB,
+            )
+        )
         arrival = d["arrival_s"]["median"]
-        rows.append(Row("arrival to popup", f"{arrival:.2f} s", "-", None,
-                        f"≤ {ARRIVAL_MAX_S:g} s", arrival <= ARRIVAL_MAX_S))
+        rows.append(
+            Row(
+                "arrival to popup",
+                f"{arrival:.2f} s",
+                "-",
+                None,
+                f"≤ {ARRIVAL_MAX_S:g} s",
+                arrival <= ARRIVAL_MAX_S,
+            )
+        )
     return rows
 
 
@@ -545,8 +632,9 @@ def markdown(rows: Sequence[Row]) -> str:
     for row in rows:
         ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
         met = "-" if row.met is None else ("yes" if row.met else "**no**")
-        out.append(f"| {row.figure} | {row.value} | {row.baseline} | {ratio} | {row.target} "
-                   f"| {met} |")
+        out.append(
+            f"| {row.figure} | {row.value} | {row.baseline} | {ratio} | {row.target} | {met} |"
+        )
     return "\n".join(out)
 
 
@@ -554,9 +642,11 @@ def detail_table(boxes: Sequence[MailboxRun]) -> str:
     """Median [min-max] seconds of every client per mailbox, peak RSS of the first scan, and
     the machine's 1-minute load average when the mailbox was done (2 cores: above 2, other
     work competed for the CPU)."""
-    out = ["| mailbox | MiB | Meta mails | floor s | fetch everything s | first scan s | "
-           "rescan s | --version s | first scan peak RSS MB | load |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| mailbox | MiB | Meta mails | floor s | fetch everything s | first scan s | "
+        "rescan s | --version s | first scan peak RSS MB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
 
     def cell(stats: Json) -> str:
         return f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}]"
@@ -580,9 +670,11 @@ def draw_chart(boxes: Sequence[MailboxRun], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    clients = [("floor", "protocol floor (floor.py)", "#2a9d8f"),
-               ("fetch_all", "fetch everything (fetch_all.py)", "#8d99ae"),
-               ("first_scan", "optout-mail scan, first scan", "#e76f51")]
+    clients = [
+        ("floor", "protocol floor (floor.py)", "#2a9d8f"),
+        ("fetch_all", "fetch everything (fetch_all.py)", "#8d99ae"),
+        ("first_scan", "optout-mail scan, first scan", "#e76f51"),
+    ]
     for variant, style in (("heavy", "-"), ("light", "--")):
         chosen = sorted((b for b in boxes if b.spec.variant == variant), key=lambda b: b.spec.count)
         if not chosen:
@@ -607,8 +699,9 @@ def draw_chart(boxes: Sequence[MailboxRun], path: Path) -> None:
 def machine() -> Json:
     from importlib.metadata import version
 
-    dovecot = subprocess.run(["dovecot", "--version"], capture_output=True, text=True,
-                             check=False).stdout.strip()
+    dovecot = subprocess.run(
+        ["dovecot", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -629,8 +722,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default="light,heavy")
     parser.add_argument("--quick", action="store_true", help="2 repetitions, 30 s idle")
     parser.add_argument("--reps", type=int, help="repetitions per client (default 5)")
-    parser.add_argument("--reps-100k", type=int,
-                        help="repetitions at 100k and above (default: the same as --reps)")
+    parser.add_argument(
+        "--reps-100k", type=int, help="repetitions at 100k and above (default: the same as --reps)"
+    )
     parser.add_argument("--idle", type=float, help="seconds of daemon idle (default 60)")
     parser.add_argument("--arrivals", type=int, default=5, help="replies APPENDed to the daemon")
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon figures")
@@ -639,12 +733,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     idle = args.idle or (30.0 if args.quick else 60.0)
-    specs = [mailboxes.Spec(mailboxes.parse_size(s), v) for s in args.sizes.split(",")
-             for v in args.variants.split(",")]
+    specs = [
+        mailboxes.Spec(mailboxes.parse_size(s), v)
+        for s in args.sizes.split(",")
+        for v in args.variants.split(",")
+    ]
 
     started = time.monotonic()
-    report: Json = {"machine": machine(), "reps": reps, "mailboxes": {}, "targets": _targets(),
-                    "started": datetime.now(UTC).isoformat(timespec="seconds")}
+    report: Json = {
+        "machine": machine(),
+        "reps": reps,
+        "mailboxes": {},
+        "targets": _targets(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     log(f"suite: {', '.join(s.label for s in specs)}; {reps} repetitions")
     workdir = Path(tempfile.mkdtemp(prefix="optout-bench-"))
     try:
@@ -654,8 +756,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = _run_extra(server, boxes, clients, reps, idle, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report["mailboxes"] = {b.spec.label: {"mailbox": _public_info(b.info), **b.results}
-                           for b in boxes}
+    report["mailboxes"] = {
+        b.spec.label: {"mailbox": _public_info(b.info), **b.results} for b in boxes
+    }
     report.update(extra)
     rows = ratio_rows(boxes, extra)
     report["ratios"] = [row.__dict__ for row in rows]
@@ -688,7 +791,10 @@ def _public_info(info: Json) -> Json:
 
 
 def _run_boxes(
-    specs: Sequence[mailboxes.Spec], server: Dovecot, clients: Clients, reps: int,
+    specs: Sequence[mailboxes.Spec],
+    server: Dovecot,
+    clients: Clients,
+    reps: int,
     reps_large: int | None,
 ) -> list[MailboxRun]:
     boxes = []
@@ -715,7 +821,11 @@ def _run_boxes(
 
 
 def _run_extra(
-    server: Dovecot, boxes: Sequence[MailboxRun], clients: Clients, reps: int, idle: float,
+    server: Dovecot,
+    boxes: Sequence[MailboxRun],
+    clients: Clients,
+    reps: int,
+    idle: float,
     args: argparse.Namespace,
 ) -> Json:
     extra: Json = {}

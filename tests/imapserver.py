@@ -115,16 +115,40 @@ def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     key, csr, pem = directory / "server.key", directory / "server.csr", directory / "server.pem"
     ext = directory / "server.ext"
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _run([
-        openssl, "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_pem),
-        "-days", "3", "-subj", "/CN=optout-mail test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    ])  # fmt: skip
-    _run([
-        openssl, "req", "-new", *ec, "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=localhost",
-    ])  # fmt: skip
+    _run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_pem),
+            "-days",
+            "3",
+            "-subj",
+            "/CN=optout-mail test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]
+    )
+    _run(
+        [
+            openssl,
+            "req",
+            "-new",
+            *ec,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/CN=localhost",
+        ]
+    )
     ext.write_text(
         "basicConstraints = critical,CA:FALSE\n"
         "keyUsage = critical,digitalSignature,keyEncipherment\n"
@@ -133,10 +157,26 @@ def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
         "subjectKeyIdentifier = hash\n"
         "authorityKeyIdentifier = keyid,issuer\n"
     )
-    _run([
-        openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(pem),
-    ])  # fmt: skip
+    _run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_pem),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(pem),
+        ]
+    )
     return ca_pem, pem, key
 
 
@@ -567,9 +607,12 @@ service stats {{
         """An IMAPClient connected with `tls`; logged in when `user` is given."""
         if tls == "implicit":
             client = IMAPClient(
-                self.host, self.tls_port, ssl=True, ssl_context=self.ssl_context(),
+                self.host,
+                self.tls_port,
+                ssl=True,
+                ssl_context=self.ssl_context(),
                 timeout=timeout,
-            )  # fmt: skip
+            )
         else:
             client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
             if tls == "starttls":

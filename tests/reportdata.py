@@ -54,12 +54,20 @@ def build_ledger(
         )
     path = data_dir / "ledger.sqlite3"
     with Ledger(path) as ledger:
-        ledger.add_request(platform="facebook", account="alice@example.org",
-                           kind=Kind.OBJECTION, filed_at=datetime(2024, 6, 3, 9, tzinfo=UTC),
-                           now=NOW)  # fmt: skip
-        ledger.add_request(platform="facebook", account="erik@example.net",
-                           kind=Kind.OBJECTION, filed_at=datetime(2024, 6, 12, 9, tzinfo=UTC),
-                           now=NOW)  # fmt: skip
+        ledger.add_request(
+            platform="facebook",
+            account="alice@example.org",
+            kind=Kind.OBJECTION,
+            filed_at=datetime(2024, 6, 3, 9, tzinfo=UTC),
+            now=NOW,
+        )
+        ledger.add_request(
+            platform="facebook",
+            account="erik@example.net",
+            kind=Kind.OBJECTION,
+            filed_at=datetime(2024, 6, 12, 9, tzinfo=UTC),
+            now=NOW,
+        )
         run_source(LocalSource(inbox), rules=rule_set, ledger=ledger, clock=lambda: NOW)
     return path
 

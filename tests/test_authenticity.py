@@ -245,9 +245,15 @@ def test_properties_comments_case_and_spacing() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", ";;;", "mx.example.org; dkim=pass (unterminated", "mx.example.org; ??? !!!",
-     "mx.example.org; header.d=facebookmail.com", 'mx.example.org; dkim=pass header.b="x'],
-)  # fmt: skip
+    [
+        "",
+        ";;;",
+        "mx.example.org; dkim=pass (unterminated",
+        "mx.example.org; ??? !!!",
+        "mx.example.org; header.d=facebookmail.com",
+        'mx.example.org; dkim=pass header.b="x',
+    ],
+)
 def test_unreadable_headers_warn_and_never_raise(value: str) -> None:
     assert parse_auth_header(value).warnings
 
@@ -256,8 +262,10 @@ def test_unreadable_headers_warn_and_never_raise(value: str) -> None:
 # Verdicts per provider, in each provider's own layout of the trace.
 
 GMAIL = (hop("2002:a05:7300:1d51:b0:69f:f4c6:67b"), hop("mx.google.com"))
-MS_HOPS = (hop("db9pr04mb9626.eurprd04.prod.outlook.com"),
-           hop("du7p191ca0012.outlook.office365.com"))  # fmt: skip
+MS_HOPS = (
+    hop("db9pr04mb9626.eurprd04.prod.outlook.com"),
+    hop("du7p191ca0012.outlook.office365.com"),
+)
 MS_INBOUND = hop("db1pepf000509f0.mail.protection.outlook.com")
 YAHOO = (hop("atlas-production.v2-mail-prod1-gq1.omega.yahoo.com"),)
 SELF = (hop("mail.novak.example.org"),)  # LMTP delivery; the inbound hop follows the ARs
@@ -269,59 +277,203 @@ def verdict(*trace: tuple[str, str], trust: Trust | None = None, **kw: object) -
 
 CASES = [
     ("gmail pass", (*GMAIL, ar(PROVIDER_HEADERS["gmail"][0]), FOREIGN), True),
-    ("gmail dmarc fail", (*GMAIL, ar("mx.google.com; dkim=pass header.i=@listserv.example; "
-     "dmarc=fail (p=REJECT) header.from=facebookmail.com"), FOREIGN), False),
-    ("gmail spf only", (*GMAIL, ar("mx.google.com; spf=pass smtp.mailfrom=facebookmail.com"),
-     FOREIGN), None),
+    (
+        "gmail dmarc fail",
+        (
+            *GMAIL,
+            ar(
+                "mx.google.com; dkim=pass header.i=@listserv.example; "
+                "dmarc=fail (p=REJECT) header.from=facebookmail.com"
+            ),
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "gmail spf only",
+        (*GMAIL, ar("mx.google.com; spf=pass smtp.mailfrom=facebookmail.com"), FOREIGN),
+        None,
+    ),
     ("gmail none", (*GMAIL, ar("mx.google.com; none"), FOREIGN), None),
     ("microsoft pass", (*MS_HOPS, ar(PROVIDER_HEADERS["microsoft"][0]), MS_INBOUND, FOREIGN), True),
-    ("microsoft compauth fail", (*MS_HOPS, ar("spf=fail smtp.mailfrom=facebookmail.com; dkim=none "
-     "(message not signed) header.d=none;dmarc=none action=none header.from=facebookmail.com;"
-     "compauth=fail reason=001"), MS_INBOUND, FOREIGN), False),
-    ("microsoft id-less header on a self-hosted server", (*SELF,
-     ar(PROVIDER_HEADERS["microsoft"][0]), hop("mail.novak.example.org"), FOREIGN), None),
-    ("yahoo pass despite a stale key", (*YAHOO, ar(PROVIDER_HEADERS["yahoo"][0]),
-     hop("10.217.137.25"), FOREIGN), True),
-    ("yahoo fail", (*YAHOO, ar("atlas1.free.mail.bf1.yahoo.com; dkim=fail header.i=@facebookmail"
-     ".com; dmarc=fail(p=REJECT) header.from=facebookmail.com;"), FOREIGN), False),
-    ("icloud split pass", (hop("p116-mailgateway-smtp.me.com"),
-     ar(PROVIDER_HEADERS["icloud-bimi"][0]), ar("dmarc.icloud.com; dmarc=pass header.from="
-     "facebookmail.com"), ar(PROVIDER_HEADERS["icloud-dkim"][0]), FOREIGN), True),
-    ("icloud unsigned", (hop("p116-mailgateway-smtp.me.com"), ar("dmarc.icloud.com; dmarc=none "
-     "header.from=facebookmail.com"), ar("dkim-verifier.icloud.com; dkim=none"), FOREIGN), None),
+    (
+        "microsoft compauth fail",
+        (
+            *MS_HOPS,
+            ar(
+                "spf=fail smtp.mailfrom=facebookmail.com; dkim=none "
+                "(message not signed) header.d=none;dmarc=none action=none header.from=facebookmail.com;"
+                "compauth=fail reason=001"
+            ),
+            MS_INBOUND,
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "microsoft id-less header on a self-hosted server",
+        (*SELF, ar(PROVIDER_HEADERS["microsoft"][0]), hop("mail.novak.example.org"), FOREIGN),
+        None,
+    ),
+    (
+        "yahoo pass despite a stale key",
+        (*YAHOO, ar(PROVIDER_HEADERS["yahoo"][0]), hop("10.217.137.25"), FOREIGN),
+        True,
+    ),
+    (
+        "yahoo fail",
+        (
+            *YAHOO,
+            ar(
+                "atlas1.free.mail.bf1.yahoo.com; dkim=fail header.i=@facebookmail"
+                ".com; dmarc=fail(p=REJECT) header.from=facebookmail.com;"
+            ),
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "icloud split pass",
+        (
+            hop("p116-mailgateway-smtp.me.com"),
+            ar(PROVIDER_HEADERS["icloud-bimi"][0]),
+            ar("dmarc.icloud.com; dmarc=pass header.from=facebookmail.com"),
+            ar(PROVIDER_HEADERS["icloud-dkim"][0]),
+            FOREIGN,
+        ),
+        True,
+    ),
+    (
+        "icloud unsigned",
+        (
+            hop("p116-mailgateway-smtp.me.com"),
+            ar("dmarc.icloud.com; dmarc=none header.from=facebookmail.com"),
+            ar("dkim-verifier.icloud.com; dkim=none"),
+            FOREIGN,
+        ),
+        None,
+    ),
     ("gmx pass", (hop("mx-ha.gmx.net"), ar(PROVIDER_HEADERS["gmx"][0]), FOREIGN), True),
-    ("fastmail pass", (hop("sloti43n12"), hop("compute3.internal"), hop("mx6.messagingengine.com"),
-     ar(PROVIDER_HEADERS["fastmail"][0]), FOREIGN), True),
-    ("fastmail neutral", (hop("mx6.messagingengine.com"), ar("mx6.messagingengine.com; dkim="
-     "neutral (body hash did not verify) header.d=facebookmail.com; dmarc=none header.from="
-     "facebookmail.com"), FOREIGN), None),
-    ("proton fail", (hop("mailin012.protonmail.ch"), ar("mail.protonmail.ch; dkim=fail (Bad 0 "
-     "bit rsa-sha256 signature.) header.d=facebookmail.com header.a=rsa-sha256"), FOREIGN), False),
-    ("posteo split pass", (hop("mx01.posteo.de"), ar("posteo.de; dmarc=pass (p=reject dis=none) "
-     "header.from=facebookmail.com"), ar("posteo.de; spf=pass smtp.mailfrom=facebookmail.com"),
-     FOREIGN), True),
-    ("zoho dkim=pass without a domain", (hop("mx.zohomail.com"), ar("mx.zohomail.com; dkim=pass; "
-     "spf=pass smtp.mailfrom=x@attacker.example"), FOREIGN), None),
-    ("zoho dkim=fail without a domain", (hop("mx.zohomail.com"), ar("mx.zohomail.com; dkim=fail; "
-     "spf=temperror smtp.mailfrom=x@attacker.example"), FOREIGN), False),
-    ("opendkim + opendmarc", (*SELF, ar("mail.novak.example.org; dkim=pass (2048-bit key; "
-     "unprotected) header.d=facebookmail.com header.i=@facebookmail.com; dkim-atps=neutral"),
-     ar("mail.novak.example.org; dmarc=pass (p=reject dis=none) header.from=facebookmail.com"),
-     hop("mail.novak.example.org"), FOREIGN), True),
-    ("rspamd temperror", (*SELF, ar("mail.novak.example.org; dkim=temperror header.d="
-     "facebookmail.com; dmarc=none header.from=facebookmail.com"), hop("mail.novak.example.org"),
-     FOREIGN), None),
-    ("amavis softfail", (*SELF, ar("mail.novak.example.org (amavisd-new); dkim=softfail (fail, "
-     "message has been altered) header.i=@facebookmail.com"), hop("mail.novak.example.org"),
-     FOREIGN), False),
-    ("permerror", (*GMAIL, ar("mx.google.com; dkim=permerror header.i=@facebookmail.com"),
-     FOREIGN), None),
-    ("policy", (*GMAIL, ar("mx.google.com; dkim=policy header.i=@facebookmail.com"), FOREIGN),
-     None),
+    (
+        "fastmail pass",
+        (
+            hop("sloti43n12"),
+            hop("compute3.internal"),
+            hop("mx6.messagingengine.com"),
+            ar(PROVIDER_HEADERS["fastmail"][0]),
+            FOREIGN,
+        ),
+        True,
+    ),
+    (
+        "fastmail neutral",
+        (
+            hop("mx6.messagingengine.com"),
+            ar(
+                "mx6.messagingengine.com; dkim="
+                "neutral (body hash did not verify) header.d=facebookmail.com; dmarc=none header.from="
+                "facebookmail.com"
+            ),
+            FOREIGN,
+        ),
+        None,
+    ),
+    (
+        "proton fail",
+        (
+            hop("mailin012.protonmail.ch"),
+            ar(
+                "mail.protonmail.ch; dkim=fail (Bad 0 "
+                "bit rsa-sha256 signature.) header.d=facebookmail.com header.a=rsa-sha256"
+            ),
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "posteo split pass",
+        (
+            hop("mx01.posteo.de"),
+            ar("posteo.de; dmarc=pass (p=reject dis=none) header.from=facebookmail.com"),
+            ar("posteo.de; spf=pass smtp.mailfrom=facebookmail.com"),
+            FOREIGN,
+        ),
+        True,
+    ),
+    (
+        "zoho dkim=pass without a domain",
+        (
+            hop("mx.zohomail.com"),
+            ar("mx.zohomail.com; dkim=pass; spf=pass smtp.mailfrom=x@attacker.example"),
+            FOREIGN,
+        ),
+        None,
+    ),
+    (
+        "zoho dkim=fail without a domain",
+        (
+            hop("mx.zohomail.com"),
+            ar("mx.zohomail.com; dkim=fail; spf=temperror smtp.mailfrom=x@attacker.example"),
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "opendkim + opendmarc",
+        (
+            *SELF,
+            ar(
+                "mail.novak.example.org; dkim=pass (2048-bit key; "
+                "unprotected) header.d=facebookmail.com header.i=@facebookmail.com; dkim-atps=neutral"
+            ),
+            ar(
+                "mail.novak.example.org; dmarc=pass (p=reject dis=none) header.from=facebookmail.com"
+            ),
+            hop("mail.novak.example.org"),
+            FOREIGN,
+        ),
+        True,
+    ),
+    (
+        "rspamd temperror",
+        (
+            *SELF,
+            ar(
+                "mail.novak.example.org; dkim=temperror header.d="
+                "facebookmail.com; dmarc=none header.from=facebookmail.com"
+            ),
+            hop("mail.novak.example.org"),
+            FOREIGN,
+        ),
+        None,
+    ),
+    (
+        "amavis softfail",
+        (
+            *SELF,
+            ar(
+                "mail.novak.example.org (amavisd-new); dkim=softfail (fail, "
+                "message has been altered) header.i=@facebookmail.com"
+            ),
+            hop("mail.novak.example.org"),
+            FOREIGN,
+        ),
+        False,
+    ),
+    (
+        "permerror",
+        (*GMAIL, ar("mx.google.com; dkim=permerror header.i=@facebookmail.com"), FOREIGN),
+        None,
+    ),
+    (
+        "policy",
+        (*GMAIL, ar("mx.google.com; dkim=policy header.i=@facebookmail.com"), FOREIGN),
+        None,
+    ),
     ("arc only", (*GMAIL, ar("mx.google.com; arc=pass (i=1)"), FOREIGN), None),
     ("no header", (*GMAIL, FOREIGN), None),
     ("no trace at all", (), None),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("trace", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -339,8 +491,9 @@ def test_the_same_verdicts_with_the_provider_hint_and_configured_ids() -> None:
 
 
 def test_unreadable_trusted_header_warns_and_is_not_a_pass() -> None:
-    result = verdict(*GMAIL, ar("mx.google.com; dkim=pass (oops header.i=@facebookmail.com"),
-                     FOREIGN)  # fmt: skip
+    result = verdict(
+        *GMAIL, ar("mx.google.com; dkim=pass (oops header.i=@facebookmail.com"), FOREIGN
+    )
     assert result.authentic is None
     assert any("unbalanced" in w for w in result.warnings)
 
@@ -349,10 +502,14 @@ def test_unreadable_trusted_header_warns_and_is_not_a_pass() -> None:
 # Whose headers count: the provider's block.
 
 GMAIL_PASS = ar(PROVIDER_HEADERS["gmail"][0])
-GMAIL_FAIL = ar("mx.google.com; dkim=fail header.i=@facebookmail.com; dmarc=fail (p=REJECT) "
-                "header.from=facebookmail.com")  # fmt: skip
-SELF_PASS = ar("mail.novak.example.org; dkim=pass header.d=facebookmail.com; dmarc=pass "
-               "(policy=reject) header.from=facebookmail.com")  # fmt: skip
+GMAIL_FAIL = ar(
+    "mx.google.com; dkim=fail header.i=@facebookmail.com; dmarc=fail (p=REJECT) "
+    "header.from=facebookmail.com"
+)
+SELF_PASS = ar(
+    "mail.novak.example.org; dkim=pass header.d=facebookmail.com; dmarc=pass "
+    "(policy=reject) header.from=facebookmail.com"
+)
 
 
 def test_a_fail_wins_over_a_forged_pass_below_it() -> None:
@@ -458,10 +615,17 @@ def test_dmarc_pass_must_name_the_from_domain_exactly() -> None:
         (("notification@facebookmail.com)<x@attacker.example>",), "unexpected text"),
         (("Facebook <notification@facebookmail.com>, x@attacker.example",), "more than one"),
         (("Facebook <notification@facebookmail.com>", "x@attacker.example"), "2 From headers"),
-        (("=?UTF-8?B?RmFjZWJvb2sgPG5vdGlmaWNhdGlvbkBmYWNlYm9va21haWwuY29tPg==?= "
-          "<x@attacker.example>",), "display name contains an address"),
-        (('"Facebook" <=?utf-8?q?notification=40facebookmail=2Ecom=3E=00?=x@attacker.example>',),
-         "encoded word"),
+        (
+            (
+                "=?UTF-8?B?RmFjZWJvb2sgPG5vdGlmaWNhdGlvbkBmYWNlYm9va21haWwuY29tPg==?= "
+                "<x@attacker.example>",
+            ),
+            "display name contains an address",
+        ),
+        (
+            ('"Facebook" <=?utf-8?q?notification=40facebookmail=2Ecom=3E=00?=x@attacker.example>',),
+            "encoded word",
+        ),
         (('"notification@facebookmail.com" <x@attacker.example>',), "display name"),
         (("<notification@facebookmail.com>@attacker.example",), "unexpected text"),
         (("<@facebookmail.com:notification@attacker.example>",), "source route"),
@@ -471,7 +635,7 @@ def test_dmarc_pass_must_name_the_from_domain_exactly() -> None:
         (("Facebook <notification@facebookmail.com",), "unterminated"),
         ((), "no From header"),
     ],
-)  # fmt: skip
+)
 def test_strict_from_refuses_ambiguous_headers(values: tuple[str, ...], why: str) -> None:
     with pytest.raises(FromError, match=why):
         strict_from(values)
@@ -496,8 +660,9 @@ def test_strict_from_reads_ordinary_headers(value: str, address: str) -> None:
 
 
 def test_from_domain_must_be_the_one_the_rules_saw() -> None:
-    result = authenticity(message(*GMAIL, GMAIL_PASS, FOREIGN,
-                                  from_headers=("x@attacker.example",)))  # fmt: skip
+    result = authenticity(
+        message(*GMAIL, GMAIL_PASS, FOREIGN, from_headers=("x@attacker.example",))
+    )
     assert result.authentic is False
     assert "ambiguous" in result.reasons[0]
 
@@ -508,10 +673,12 @@ def test_from_domain_must_be_the_one_the_rules_saw() -> None:
 
 def new_key() -> tuple[bytes, bytes]:
     """(private key PEM, public TXT record) of a fresh 2048-bit RSA key."""
-    pem = subprocess.run(["openssl", "genrsa", "-traditional", "2048"],
-                         check=True, capture_output=True).stdout  # fmt: skip
-    der = subprocess.run(["openssl", "rsa", "-pubout", "-outform", "DER"], input=pem,
-                         check=True, capture_output=True).stdout  # fmt: skip
+    pem = subprocess.run(
+        ["openssl", "genrsa", "-traditional", "2048"], check=True, capture_output=True
+    ).stdout
+    der = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"], input=pem, check=True, capture_output=True
+    ).stdout
     return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
@@ -532,12 +699,19 @@ UNSIGNED = (
 KEY_NAME = "s2048._domainkey.facebookmail.com"
 
 
-def signed(key: bytes, data: bytes = UNSIGNED, domain: bytes = b"facebookmail.com",
-           **kw: object) -> bytes:  # fmt: skip
+def signed(
+    key: bytes, data: bytes = UNSIGNED, domain: bytes = b"facebookmail.com", **kw: object
+) -> bytes:
     import dkim
 
-    header = dkim.sign(data, b"s2048", domain, key, include_headers=[b"from", b"to",
-                       b"subject", b"date", b"message-id"], **kw)  # fmt: skip
+    header = dkim.sign(
+        data,
+        b"s2048",
+        domain,
+        key,
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+        **kw,
+    )
     return bytes(header) + data
 
 

@@ -73,9 +73,12 @@ def cleanup() -> Iterator[list[Running]]:
 
 
 def test_idle_push_and_an_expired_token_under_a_running_daemon(
-    server: Dovecot, endpoint: TokenEndpoint, popups: NotificationServer, tmp_path: Path,
+    server: Dovecot,
+    endpoint: TokenEndpoint,
+    popups: NotificationServer,
+    tmp_path: Path,
     cleanup: list[Running],
-) -> None:  # fmt: skip
+) -> None:
     daemon = oauth2_daemon(server, popups, tmp_path, endpoint.helper_argv)
     cleanup.append(daemon)
     first = endpoint.issue(daemon.user)
@@ -109,9 +112,12 @@ def test_idle_push_and_an_expired_token_under_a_running_daemon(
 
 
 def test_a_token_refused_twice_backs_off_and_recovers(
-    server: Dovecot, endpoint: TokenEndpoint, popups: NotificationServer, tmp_path: Path,
+    server: Dovecot,
+    endpoint: TokenEndpoint,
+    popups: NotificationServer,
+    tmp_path: Path,
     cleanup: list[Running],
-) -> None:  # fmt: skip
+) -> None:
     """A helper that hands out a dead token: reconnects back off as for a network problem
     (seconds, not the half hour of a wrong password), and pick up the token once it works."""
     token_file = tmp_path / "token"

@@ -74,8 +74,9 @@ def test_a_dry_run_and_a_ledger_in_memory_keep_nothing(tmp_path: Path, rule_set:
     inbox = tmp_path / "inbox"
     build_ledger(tmp_path / "unused", rule_set, mails=inbox)
     with Ledger(tmp_path / "dry" / "ledger.sqlite3") as ledger:
-        run_source(LocalSource(inbox), rules=rule_set, ledger=ledger, clock=lambda: NOW,
-                   dry_run=True)  # fmt: skip
+        run_source(
+            LocalSource(inbox), rules=rule_set, ledger=ledger, clock=lambda: NOW, dry_run=True
+        )
     assert not (tmp_path / "dry" / "mails").exists()
     with Ledger(":memory:") as ledger:
         run_source(LocalSource(inbox), rules=rule_set, ledger=ledger, clock=lambda: NOW)
@@ -212,8 +213,9 @@ def test_evidence_zip_verifies_with_hashlib_and_sha256sum(
     assert [e["original"] for e in manifest["events"]] == ["kept", "kept"]
     for entry in manifest["files"]:
         assert hashlib.sha256(files[entry["path"]]).hexdigest() == entry["sha256"]
-    sums = dict(reversed(line.split("  ", 1)) for line in files["MANIFEST.sha256"].decode()
-                .splitlines())  # fmt: skip
+    sums = dict(
+        reversed(line.split("  ", 1)) for line in files["MANIFEST.sha256"].decode().splitlines()
+    )
     assert set(sums) == set(files) - {"MANIFEST.sha256"}
     for path, digest in sums.items():
         assert hashlib.sha256(files[path]).hexdigest() == digest
@@ -222,9 +224,12 @@ def test_evidence_zip_verifies_with_hashlib_and_sha256sum(
     assert b"#1 Facebook objection" in files["report.html"]
     if shutil.which("sha256sum"):
         checked = subprocess.run(
-            ["sha256sum", "-c", "MANIFEST.sha256"], cwd=tmp_path / "unzipped" / "request-1",
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            ["sha256sum", "-c", "MANIFEST.sha256"],
+            cwd=tmp_path / "unzipped" / "request-1",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.count(": OK") == len(sums)
 
@@ -248,8 +253,10 @@ def test_evidence_lists_mails_recorded_before_originals_were_kept(
 ) -> None:
     with sqlite3.connect(data_dir / "ledger.sqlite3") as db:
         db.execute("UPDATE events SET raw_sha256 = NULL WHERE subject LIKE '%confirmation code'")
-        (gone,) = db.execute("SELECT raw_sha256 FROM events WHERE subject = 'Your objection "
-                             "request' AND sender LIKE '%facebookmail%'").fetchone()  # fmt: skip
+        (gone,) = db.execute(
+            "SELECT raw_sha256 FROM events WHERE subject = 'Your objection "
+            "request' AND sender LIKE '%facebookmail%'"
+        ).fetchone()
     (data_dir / "mails" / f"{gone}.eml").unlink()
     out, result = _evidence(cli, data_dir, tmp_path, "alice@example.org")
     assert result.status == 0, result.err

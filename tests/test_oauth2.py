@@ -82,9 +82,13 @@ def logins(server: Dovecot, user: str) -> list[str]:
 
 
 def test_an_xoauth2_account_scans_with_a_token_command_script(
-    server: Dovecot, endpoint: TokenEndpoint, user: str, cli: CLI,
-    account: Callable[..., Path], tmp_path: Path,
-) -> None:  # fmt: skip
+    server: Dovecot,
+    endpoint: TokenEndpoint,
+    user: str,
+    cli: CLI,
+    account: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
     script = helper_script(tmp_path, "print(urllib.request.urlopen(sys.argv[1]).read().decode())")
     config = account(f"{script} {endpoint.token_url(user)}")
     result = cli("--config", str(config), "scan", "--json")

@@ -27,11 +27,24 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless run with a private profile and nothing fetched from the net."""
     assert CHROMIUM is not None
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def png_pixels_vary(data: bytes) -> bool:
@@ -60,21 +73,33 @@ def report(tmp_path_factory: pytest.TempPathFactory, rule_set: RuleSet) -> Path:
 
 def test_the_report_renders_and_is_not_blank(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    done = chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1600",
-                    "--hide-scrollbars", report.as_uri())  # fmt: skip
+    done = chromium(
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+        report.as_uri(),
+    )
     assert shot.is_file(), done.stderr
     assert shot.stat().st_size > 20_000
     assert png_pixels_vary(shot.read_bytes())
 
 
 def test_the_dom_lists_every_request_and_no_script_ran(report: Path, tmp_path: Path) -> None:
-    done = chromium(tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--dump-dom",
-                    report.as_uri())  # fmt: skip
+    done = chromium(
+        tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--dump-dom", report.as_uri()
+    )
     dom = done.stdout
     assert done.returncode == 0, done.stderr
     assert dom.count('class="request-row"') == 6
-    for account in ("alice@example.org", "erik@example.net", "bob@example.net",
-                    "maeve@example.ie", "carla@example.com", "dan@example.org"):  # fmt: skip
+    for account in (
+        "alice@example.org",
+        "erik@example.net",
+        "bob@example.net",
+        "maeve@example.ie",
+        "carla@example.com",
+        "dan@example.org",
+    ):
         assert account in dom
     assert "<title>Your objections to Meta" in dom and "pwned</title>" not in dom
     assert "<script" not in dom and "<img" not in dom
@@ -84,8 +109,9 @@ def test_the_dom_lists_every_request_and_no_script_ran(report: Path, tmp_path: P
 
 def test_the_report_prints_to_pdf(report: Path, tmp_path: Path) -> None:
     pdf = tmp_path / "report.pdf"
-    done = chromium(tmp_path / "profile", f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
-                    report.as_uri())  # fmt: skip
+    done = chromium(
+        tmp_path / "profile", f"--print-to-pdf={pdf}", "--no-pdf-header-footer", report.as_uri()
+    )
     assert pdf.is_file(), done.stderr
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF-") and len(data) > 20_000

@@ -55,11 +55,26 @@ HARDENING = {
 # PrivateUsers=yes, which fails the unit where unprivileged user namespaces are unavailable or
 # restricted; MemoryDenyWriteExecute= breaks cffi callbacks and JIT password commands.
 NOT_IN_USER_UNITS = (
-    "PrivateUsers", "PrivateTmp", "ProtectSystem", "ProtectHome", "ReadWritePaths",
-    "ReadOnlyPaths", "InaccessiblePaths", "PrivateDevices", "PrivateNetwork", "PrivateIPC",
-    "PrivateMounts", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
-    "ProtectControlGroups", "ProtectClock", "ProtectHostname", "ProtectProc",
-    "CapabilityBoundingSet", "MemoryDenyWriteExecute",
+    "PrivateUsers",
+    "PrivateTmp",
+    "ProtectSystem",
+    "ProtectHome",
+    "ReadWritePaths",
+    "ReadOnlyPaths",
+    "InaccessiblePaths",
+    "PrivateDevices",
+    "PrivateNetwork",
+    "PrivateIPC",
+    "PrivateMounts",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectClock",
+    "ProtectHostname",
+    "ProtectProc",
+    "CapabilityBoundingSet",
+    "MemoryDenyWriteExecute",
 )
 
 
@@ -158,8 +173,9 @@ def test_every_unit_is_described_and_explains_where_the_program_is(
     assert one(unit, "Unit", "Description")
     documentation = words(unit, "Unit", "Documentation")
     assert documentation
-    assert all(url.startswith(("man:", "https://", "http://", "file:", "info:"))
-               for url in documentation)
+    assert all(
+        url.startswith(("man:", "https://", "http://", "file:", "info:")) for url in documentation
+    )
     text = (UNIT_DIR / name).read_text(encoding="utf-8")
     header = text[: text.index("\n[")]
     assert "systemctl --user edit" in header
@@ -216,9 +232,19 @@ def _verify(
         "LC_ALL": "C",
     }
     done = subprocess.run(
-        [analyze, "--user", "--man=no", "--recursive-errors=no", "verify",
-         *(str(f) for f in unit_files)],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        [
+            analyze,
+            "--user",
+            "--man=no",
+            "--recursive-errors=no",
+            "verify",
+            *(str(f) for f in unit_files),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     return done.returncode, (done.stdout + done.stderr).strip()
 

@@ -14,8 +14,20 @@ DPC_FORM = "https://forms.dataprotection.ie/contact"
 EDPB_MEMBERS = "https://www.edpb.europa.eu/about-edpb/about-edpb/members_en"
 ICO_FORM = "https://ico.org.uk/make-a-complaint/"
 META_ADDRESS = "Meta Platforms Ireland Limited, Merrion Road, Dublin 4, D04 X2K5, Ireland"
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")  # fmt: skip
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 WHAT_META_DID = {
     Outcome.CODE: "sent a code to confirm my e-mail address",
     Outcome.RECEIVED: "acknowledged the request",

@@ -91,7 +91,7 @@ class Account(BaseModel):
             if item and not re.fullmatch(AUTHSERV_ID, item):
                 raise ValueError(
                     f"{item!r} is not an authserv-id: give a host name like mx.example.org, "
-                    "a pattern like *.example.org, or \"\" for Microsoft's header without one"
+                    'a pattern like *.example.org, or "" for Microsoft\'s header without one'
                 )
         return [item.lower() for item in value]
 

@@ -229,8 +229,9 @@ def probe(timeout_s: float = 3.0) -> Probe:
     """Ask the notification server who it is (GetServerInformation). Never raises."""
     address = _session_bus_address()
     if address is None:
-        return Probe(None, None, "no session bus (DBUS_SESSION_BUS_ADDRESS unset, no "
-                     "$XDG_RUNTIME_DIR/bus)")  # fmt: skip
+        return Probe(
+            None, None, "no session bus (DBUS_SESSION_BUS_ADDRESS unset, no $XDG_RUNTIME_DIR/bus)"
+        )
     deadline = time.monotonic() + timeout_s
     try:
         with open_dbus_connection(address, auth_timeout=timeout_s) as conn:

@@ -24,14 +24,37 @@ from optout_mail.model import EventView, RequestView, request_label
 from optout_mail.report import render_report
 
 REQUEST_COLUMNS = (
-    "request_id", "platform", "account", "kind", "state", "overdue", "filed_at", "due_at",
-    "extended", "request_reference",
-)  # fmt: skip
+    "request_id",
+    "platform",
+    "account",
+    "kind",
+    "state",
+    "overdue",
+    "filed_at",
+    "due_at",
+    "extended",
+    "request_reference",
+)
 EVENT_COLUMNS = (
-    "event_id", "received_at", "outcome", "authentic", "sender", "subject", "rule", "language",
-    "code", "reference", "state_before", "state_after", "note", "message_id", "source",
-    "folder", "uid", "raw_sha256",
-)  # fmt: skip
+    "event_id",
+    "received_at",
+    "outcome",
+    "authentic",
+    "sender",
+    "subject",
+    "rule",
+    "language",
+    "code",
+    "reference",
+    "state_before",
+    "state_after",
+    "note",
+    "message_id",
+    "source",
+    "folder",
+    "uid",
+    "raw_sha256",
+)
 CSV_COLUMNS = REQUEST_COLUMNS + EVENT_COLUMNS
 # A cell starting like this is run as a formula by spreadsheets; subjects come from strangers.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -51,19 +74,43 @@ def _cell(value: object) -> str:
 def _request_cells(r: RequestView | None) -> list[object]:
     if r is None:
         return [None] * len(REQUEST_COLUMNS)
-    return [r.id, r.platform, r.account, r.kind.value, r.state.value, r.overdue, r.filed_at,
-            r.due_at, r.extended, r.reference]  # fmt: skip
+    return [
+        r.id,
+        r.platform,
+        r.account,
+        r.kind.value,
+        r.state.value,
+        r.overdue,
+        r.filed_at,
+        r.due_at,
+        r.extended,
+        r.reference,
+    ]
 
 
 def _event_cells(e: EventView | None) -> list[object]:
     if e is None:
         return [None] * len(EVENT_COLUMNS)
     return [
-        e.id, e.received_at, e.outcome.value, e.authentic, e.sender, e.subject, e.rule,
-        e.language, e.code, e.reference, e.state_before and e.state_before.value,
-        e.state_after and e.state_after.value, e.note, e.message_id, e.source, e.folder, e.uid,
+        e.id,
+        e.received_at,
+        e.outcome.value,
+        e.authentic,
+        e.sender,
+        e.subject,
+        e.rule,
+        e.language,
+        e.code,
+        e.reference,
+        e.state_before and e.state_before.value,
+        e.state_after and e.state_after.value,
+        e.note,
+        e.message_id,
+        e.source,
+        e.folder,
+        e.uid,
         e.raw_sha256,
-    ]  # fmt: skip
+    ]
 
 
 def ledger_csv(requests: Sequence[RequestView], unattached: Sequence[EventView] = ()) -> str:
@@ -140,8 +187,9 @@ def build_bundle(
         "files": [{"path": p, "sha256": sha256_hex(d), "bytes": len(d)} for p, d in files],
         "verify": "sha256sum -c MANIFEST.sha256 (in this folder)",
     }
-    files.append(("manifest.json", (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-                  .encode()))  # fmt: skip
+    files.append(
+        ("manifest.json", (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode())
+    )
     sums = "".join(f"{sha256_hex(d)}  {p}\n" for p, d in files)
     files.append(("MANIFEST.sha256", sums.encode()))
     return Bundle(f"request-{request.id}", tuple(files), tuple(not_kept), tuple(missing))

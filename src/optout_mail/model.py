@@ -48,9 +48,12 @@ class State(StrEnum):
 
 KNOWN_PLATFORMS = ("facebook", "instagram", "whatsapp", "threads", "messenger")
 PLATFORM_NAMES = {
-    "facebook": "Facebook", "instagram": "Instagram", "whatsapp": "WhatsApp",
-    "threads": "Threads", "messenger": "Messenger",
-}  # fmt: skip
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "threads": "Threads",
+    "messenger": "Messenger",
+}
 KIND_NAMES = {"objection": "objection", "third_party": "third-party-information request"}
 
 

@@ -165,9 +165,13 @@ def print_rules(console: Console, rows: Sequence[dict[str, object]]) -> None:
 
 
 STATE_STYLE = {
-    "honoured": "green", "rejected": "bold red", "needs_info": "yellow", "received": "cyan",
-    "verifying": "cyan", "filed": "",
-}  # fmt: skip
+    "honoured": "green",
+    "rejected": "bold red",
+    "needs_info": "yellow",
+    "received": "cyan",
+    "verifying": "cyan",
+    "filed": "",
+}
 
 
 def describe_change(change: Change) -> str:
@@ -200,12 +204,27 @@ def _worth_saying(change: Change) -> bool:
 
 def print_scan(console: Console, summary: ScanSummary, requests: Sequence[RequestView]) -> None:
     title = "Scan (dry run: nothing written)" if summary.dry_run else "Scan"
-    table = Table("source", "folder", "examined", "matched",
-                  "would record" if summary.dry_run else "recorded", "already known", "errors",
-                  title=title, title_justify="left")  # fmt: skip
+    table = Table(
+        "source",
+        "folder",
+        "examined",
+        "matched",
+        "would record" if summary.dry_run else "recorded",
+        "already known",
+        "errors",
+        title=title,
+        title_justify="left",
+    )
     for f in summary.folders:
-        table.add_row(f.source, f.folder, str(f.examined), str(f.matched), str(f.recorded),
-                      str(f.duplicates), str(f.errors))  # fmt: skip
+        table.add_row(
+            f.source,
+            f.folder,
+            str(f.examined),
+            str(f.matched),
+            str(f.recorded),
+            str(f.duplicates),
+            str(f.errors),
+        )
     console.print(table)
     for problem in summary.problems:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)
@@ -227,8 +246,18 @@ def print_scan(console: Console, summary: ScanSummary, requests: Sequence[Reques
 
 
 def print_requests(console: Console, requests: Sequence[RequestView]) -> None:
-    table = Table("id", "platform", "account", "kind", "state", "filed", "due", "last mail",
-                  title="Requests", title_justify="left")  # fmt: skip
+    table = Table(
+        "id",
+        "platform",
+        "account",
+        "kind",
+        "state",
+        "filed",
+        "due",
+        "last mail",
+        title="Requests",
+        title_justify="left",
+    )
     for r in requests:
         style = STATE_STYLE.get(r.state)
         state = f"[{style}]{r.state}[/]" if style else r.state
@@ -236,10 +265,15 @@ def print_requests(console: Console, requests: Sequence[RequestView]) -> None:
             state += " [bold red](overdue)[/]"
         last = r.events[-1] if r.events else None
         table.add_row(
-            str(r.id), platform_name(r.platform), r.account, r.kind, state, r.filed_at[:10],
+            str(r.id),
+            platform_name(r.platform),
+            r.account,
+            r.kind,
+            state,
+            r.filed_at[:10],
             r.due_at[:10] + (" (extended)" if r.extended else ""),
             f"{last.outcome} {last.received_at[:10] if last.received_at else ''}" if last else "",
-        )  # fmt: skip
+        )
     console.print(table)
 
 

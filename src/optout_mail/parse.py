@@ -66,7 +66,7 @@ def _parse_with_mailparser(data: bytes, defects: list[str], raw: bytes) -> Messa
         subject = subject[0] if subject else ""
     from_name, from_address = _first_address(mail.from_, std.get("From"))
     text = "\n".join(part for part in mail.text_plain if part.strip())
-    html = "\n".join(mail.text_html)[:MAX_TEXT_CHARS * 2] if mail.text_html else ""
+    html = "\n".join(mail.text_html)[: MAX_TEXT_CHARS * 2] if mail.text_html else ""
     if not text.strip() and html:
         text, html = html_to_text(html), ""
     return Message(

@@ -286,9 +286,12 @@ def _observe(
         return None
     summary.matched += 1
     log.debug(
-        "%s: %s (%s, rule %s)", mail.origin, classification.outcome.value,
-        classification.platform, classification.rule,
-    )  # fmt: skip
+        "%s: %s (%s, rule %s)",
+        mail.origin,
+        classification.outcome.value,
+        classification.platform,
+        classification.rule,
+    )
     address = source.address or (message.to[0] if message.to else "unknown")
     return Observation(
         message=message,

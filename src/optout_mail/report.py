@@ -42,8 +42,11 @@ STATE_LABEL = {
     State.REJECTED: "refused",
     State.NEEDS_INFO: "Meta wants more information",
 }
-AUTHENTICITY = {True: ("verified", "ok"), False: ("FAILED: not Meta", "bad"),
-                None: ("unverified", "unknown")}  # fmt: skip
+AUTHENTICITY = {
+    True: ("verified", "ok"),
+    False: ("FAILED: not Meta", "bad"),
+    None: ("unverified", "unknown"),
+}
 
 CSS = """
 :root{--ink:#1d2430;--muted:#5b6577;--line:#dde2ea;--bg:#f4f6f9;--card:#fff;--ok:#17803d;
@@ -229,12 +232,16 @@ def _request_card(request: RequestView, now: datetime) -> str:
     facts = [
         ("Account", escape(r.account)),
         ("Platform", escape(platform_name(r.platform))),
-        ("Form", "objection (Art. 21 GDPR)" if r.kind is Kind.OBJECTION else
-         "third-party information"),
-        ("Meta's reference", escape(r.reference) if r.reference else '<span class="muted">none'
-         "</span>"),
-        ("Filed", f"{day(r.filed_at)} <span class=\"muted\">({filed_by})</span>"),
-    ]  # fmt: skip
+        (
+            "Form",
+            "objection (Art. 21 GDPR)" if r.kind is Kind.OBJECTION else "third-party information",
+        ),
+        (
+            "Meta's reference",
+            escape(r.reference) if r.reference else '<span class="muted">none</span>',
+        ),
+        ("Filed", f'{day(r.filed_at)} <span class="muted">({filed_by})</span>'),
+    ]
     facts_html = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     return (
         f'<article class="card request" id="request-{r.id}">\n<div class="head">'

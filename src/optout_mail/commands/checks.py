@@ -27,10 +27,22 @@ NOTIFY_FIX = (
 
 
 # What `systemctl is-enabled` prints for a unit it knows (else "not-found" or an error).
-UNIT_FILE_STATES = frozenset({
-    "enabled", "enabled-runtime", "linked", "linked-runtime", "alias", "masked",
-    "masked-runtime", "static", "indirect", "disabled", "generated", "transient",
-})  # fmt: skip
+UNIT_FILE_STATES = frozenset(
+    {
+        "enabled",
+        "enabled-runtime",
+        "linked",
+        "linked-runtime",
+        "alias",
+        "masked",
+        "masked-runtime",
+        "static",
+        "indirect",
+        "disabled",
+        "generated",
+        "transient",
+    }
+)
 
 
 @dataclass(frozen=True)

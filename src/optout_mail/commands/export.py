@@ -15,15 +15,21 @@ OUTPUT = click.Path(path_type=Path, dir_okay=False, allow_dash=True)
 
 @click.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json", "html"]), required=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "html"]),
+    required=True,
     help="csv: one row per mail with its request; json: as `requests list --json`; html: a "
     "report to read, print or attach to a complaint.",
-)  # fmt: skip
+)
 @click.option(
-    "--output", "-o", type=OUTPUT, metavar="FILE",
+    "--output",
+    "-o",
+    type=OUTPUT,
+    metavar="FILE",
     help="Write here ('-': standard output). Default: standard output for csv and json, "
     "report.html for html.",
-)  # fmt: skip
+)
 @pass_state
 def export(state: State, fmt: str, output: Path | None) -> None:
     """Export the ledger: every request, every mail from Meta, the legal clock.
@@ -64,9 +70,12 @@ def export(state: State, fmt: str, output: Path | None) -> None:
 @click.command()
 @click.argument("request_id", type=int)
 @click.option(
-    "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.zip",
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE.zip",
     help="Where to write the zip. Default: request-ID.zip.",
-)  # fmt: skip
+)
 @click.option("--force", is_flag=True, help="Overwrite FILE.zip if it exists.")
 @pass_state
 def evidence(state: State, request_id: int, output: Path | None, force: bool) -> None:

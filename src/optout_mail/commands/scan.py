@@ -13,10 +13,12 @@ from optout_mail.errors import UsageError
 
 @click.command()
 @click.option(
-    "--source", "source_path", type=click.Path(path_type=Path),
+    "--source",
+    "source_path",
+    type=click.Path(path_type=Path),
     help="Scan a local Maildir, mbox file or folder of .eml files instead of the accounts "
     "(no config needed).",
-)  # fmt: skip
+)
 @click.option(
     "--account",
     "account_names",
@@ -88,8 +90,6 @@ def scan(
     error = summary.error()
     if error is not None:
         raise error
-
-
 
 
 @click.command("run")

@@ -69,9 +69,13 @@ def systemctl(*args: str) -> tuple[int, str]:
         return 127, "systemctl is not installed"
     try:
         done = subprocess.run(
-            [program, "--user", *args], capture_output=True, text=True, check=False,
-            timeout=SYSTEMCTL_TIMEOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [program, "--user", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=SYSTEMCTL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 1, f"systemctl failed: {exc}"
     return done.returncode, (done.stdout + done.stderr).strip()

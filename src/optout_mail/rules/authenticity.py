@@ -67,16 +67,19 @@ def authenticity(
         return Verdict(False, (str(exc),))
     domain = address.rpartition("@")[2]
     if domain != message.from_domain:
-        return Verdict(False, (f"From is ambiguous: {domain} strictly, {message.from_domain} "
-                               "as read for the rules",))  # fmt: skip
+        return Verdict(
+            False,
+            (f"From is ambiguous: {domain} strictly, {message.from_domain} as read for the rules",),
+        )
     block = provider_headers(message.trace, trust or Trust())
     if block.headers:
         verdict, why = judge(block.headers, domain)
         return Verdict(verdict, (*block.reasons, *why), block.warnings)
     reasons = [*block.reasons, "no trusted Authentication-Results"]
     if dkim_dns is None or not message.raw:
-        return Verdict(None, (*reasons, "DKIM not verified locally (no DNS lookup given)"),
-                       block.warnings)  # fmt: skip
+        return Verdict(
+            None, (*reasons, "DKIM not verified locally (no DNS lookup given)"), block.warnings
+        )
     outcome = verify_dkim(message.raw, domain, dkim_dns)
     if outcome.authentic is False and len(message.raw) >= MAY_BE_CUT_AT:
         reasons.append("the mail may have been cut short when fetched: unverifiable")

@@ -111,8 +111,9 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
             ignored.append(header.authserv_id or "(no authserv-id)")
             continue
         headers.append(header)
-        warnings.extend(f"{header.authserv_id or 'Authentication-Results'}: {w}"
-                        for w in header.warnings)  # fmt: skip
+        warnings.extend(
+            f"{header.authserv_id or 'Authentication-Results'}: {w}" for w in header.warnings
+        )
     reasons = [f"provider {name}: {len(headers)} trusted Authentication-Results header(s)"]
     if ignored:
         reasons.append(f"ignored untrusted authserv-id(s): {', '.join(sorted(set(ignored)))}")
