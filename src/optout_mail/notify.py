@@ -9,6 +9,7 @@ Sending is best-effort: the ledger is the truth, a missing desktop is logged, ne
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 RETRY_FOR = timedelta(days=1)  # an undelivered popup is tried again for a day after its first try
 CODE_VALID = timedelta(hours=1)  # Meta's one-time codes expire within the hour
 
+
+_CODE_IN_TITLE = re.compile(r"\d{3,8}(?:[ -]\d{3,4})?")
 
 ANSWERS = frozenset(
     {Outcome.CODE, Outcome.RECEIVED, Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO}
@@ -192,7 +195,7 @@ class PopupNotifier:
             request=None if owner is None else self._ledger.request(owner, now=now),
             state_changed=event.state_before != event.state_after,
         )
-        return popup_for(change, show_codes=self._show_codes)
+        return popup_for(change, show_codes=self._show_codes, now=self._clock())
 
     def _show(self, key: str, popup: Popup) -> bool:
         """Send `popup` unless a desktop took it already; True when one takes it now. A popup
@@ -205,5 +208,7 @@ class PopupNotifier:
                     return False
             delivered = self._send(popup)
             self._ledger.popups.mark(key, delivered=delivered, now=self._clock())
-        log.info("popup %s: %s (%s)", key, popup.title, "shown" if delivered else "not delivered")
+        # The journal keeps what it is told: a one-time code never goes there.
+        title = _CODE_IN_TITLE.sub("******", popup.title)
+        log.info("popup %s: %s (%s)", key, title, "shown" if delivered else "not delivered")
         return delivered

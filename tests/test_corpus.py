@@ -1,0 +1,59 @@
+"""The rule packs on mails written by people who had not seen them (tests/corpus/README.md).
+
+Floors, not targets: a change that makes the packs read these mails worse fails here. The
+hard lines hold everywhere: no spoof and no stranger's text ever moves a request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from optout_mail.rules import RuleSet
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "corpus"
+
+
+def _scorer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "score_corpus", ROOT / "benchmarks/score_corpus.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["score_corpus"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("folder", "halves", "floor"),
+    [
+        ("paraphrase", {"dev"}, 0.95),
+        ("paraphrase", {"holdout"}, 0.95),
+        ("blind2", {"holdout"}, 0.80),
+    ],
+    ids=["round 1 dev", "round 1 holdout", "round 2"],
+)
+def test_the_packs_read_the_blind_corpora(
+    folder: str, halves: set[str], floor: float, rule_set: RuleSet
+) -> None:
+    scored = _scorer().score(CORPUS / folder, rule_set, halves)
+    assert len(scored) >= 80
+    harmful = [
+        f"{r.language}/{r.name}: {r.why}"
+        for r in scored
+        if r.verdict == "wrong" and ("would move" in r.why or r.expected.startswith("spoof"))
+    ]
+    assert harmful == [], "a spoof or a stranger's text would move a request"
+    misread = [
+        f"{r.language}/{r.name}: expected {r.expected}, got {r.got}"
+        for r in scored
+        if r.verdict == "wrong" and r.got not in ("none", "unclear") and "read as" in r.why
+    ]
+    exact = sum(r.verdict == "exact" for r in scored) / len(scored)
+    assert exact >= floor, f"{exact:.1%} exact; misread: {misread}"
