@@ -7,9 +7,10 @@ the subject and body. Everything here is pure: files are read once by `load_rule
 
 from optout_mail.rules.authenticity import Verdict, authenticity
 from optout_mail.rules.compiled import Condition, Guard, Pack, Rule, RuleSet, iter_rules
+from optout_mail.rules.conditions import RuleTrace
 from optout_mail.rules.dkimcheck import DnsLookup, DnsUnavailable
 from optout_mail.rules.load import bundled_rules_dir, load_rule_set, pack_dirs
-from optout_mail.rules.match import Explanation, RuleTrace
+from optout_mail.rules.match import Explanation
 from optout_mail.rules.prefilter import required_literal
 from optout_mail.rules.text import normalise
 from optout_mail.rules.trust import Trust
