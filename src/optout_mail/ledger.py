@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optout_mail import backup, ledger_file, lifecycle
-from optout_mail.errors import LedgerError, UnknownRequest, UsageError
+from optout_mail.errors import LedgerError
 from optout_mail.ledger_popups import PopupRecords
-from optout_mail.ledger_views import LedgerViews
+from optout_mail.ledger_schema import MIGRATIONS
+from optout_mail.ledger_user import LedgerDecisions
 from optout_mail.ledger_views import iso as _iso
 from optout_mail.ledger_views import parse_iso as _parse_iso
 from optout_mail.model import (
@@ -29,101 +30,10 @@ from optout_mail.model import (
     Kind,
     Message,
     Observation,
-    Outcome,
-    RequestView,
     State,
 )
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema
-    """
-    -- AUTOINCREMENT: an id is never given twice, even after `requests forget`, so evidence
-    -- and the popups already shown (keyed by id) cannot be confused with newer ones.
-    CREATE TABLE requests (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        platform    TEXT NOT NULL,
-        account     TEXT NOT NULL,          -- the user's address the request is about
-        kind        TEXT NOT NULL,
-        state       TEXT NOT NULL,
-        filed_at    TEXT NOT NULL,
-        due_at      TEXT NOT NULL,
-        extended    INTEGER NOT NULL DEFAULT 0,
-        created_by  TEXT NOT NULL,          -- 'user' (requests add) or 'mail'
-        updated_at  TEXT NOT NULL
-    );
-    CREATE INDEX requests_key ON requests (platform, account, kind);
-
-    CREATE TABLE events (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        request_id    INTEGER REFERENCES requests (id) ON DELETE CASCADE,
-        message_id    TEXT NOT NULL,
-        -- A mail is recorded once. A forged mail must not take the place of the real one with
-        -- the same Message-ID, so mails that failed authentication get a key of their own.
-        dedupe_key    TEXT NOT NULL UNIQUE,
-        outcome       TEXT NOT NULL,
-        authentic     INTEGER,              -- 1, 0 or NULL (no verdict to read)
-        rule          TEXT NOT NULL,
-        language      TEXT,
-        code          TEXT,
-        reference     TEXT,
-        sender        TEXT NOT NULL,
-        subject       TEXT NOT NULL,
-        received_at   TEXT,
-        recorded_at   TEXT NOT NULL,
-        source        TEXT NOT NULL,        -- account name, or the local path scanned
-        folder        TEXT,
-        uid           INTEGER,
-        uidvalidity   INTEGER,
-        state_before  TEXT,
-        state_after   TEXT
-    );
-    CREATE INDEX events_request ON events (request_id);
-
-    CREATE TABLE cursors (
-        source       TEXT NOT NULL,
-        folder       TEXT NOT NULL,
-        uidvalidity  INTEGER NOT NULL,
-        last_uid     INTEGER NOT NULL,
-        uidnext      INTEGER,
-        updated_at   TEXT NOT NULL,
-        PRIMARY KEY (source, folder)
-    );
-
-    CREATE TABLE popups (
-        key      TEXT PRIMARY KEY,          -- 'event:<id>' or 'overdue:<request id>'
-        shown_at TEXT NOT NULL,
-        delivered INTEGER NOT NULL
-    );
-    """,
-    # 2: Meta's reference number keeps requests apart; the mail time of the current state, so
-    # that an older mail cannot undo a newer answer; why an event moved nothing.
-    """
-    ALTER TABLE requests ADD COLUMN reference TEXT;
-    ALTER TABLE requests ADD COLUMN state_at TEXT;
-    ALTER TABLE events ADD COLUMN note TEXT;
-    -- What an unverified mail would be about, so that the user can accept it later.
-    ALTER TABLE events ADD COLUMN platform TEXT;
-    ALTER TABLE events ADD COLUMN kind TEXT;
-    ALTER TABLE events ADD COLUMN account TEXT;
-    ALTER TABLE events ADD COLUMN extends_deadline INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE events ADD COLUMN confirmed_at TEXT;  -- the user accepted it (requests confirm)
-    UPDATE requests SET state_at = (
-        SELECT max(received_at) FROM events
-        WHERE events.request_id = requests.id AND events.state_before IS NOT events.state_after
-    );
-    UPDATE requests SET reference = (
-        SELECT reference FROM events
-        WHERE events.request_id = requests.id AND events.reference IS NOT NULL
-        ORDER BY received_at LIMIT 1
-    );
-    """,
-    # 3: the original bytes of each recorded mail, kept as evidence in DATA_DIR/mails/
-    """
-    ALTER TABLE events ADD COLUMN raw_sha256 TEXT;
-    """,
-)
 
 
 @dataclass
@@ -144,7 +54,7 @@ def dedupe_key(message: Message, classification: Classification) -> str:
     return message.message_id
 
 
-class Ledger(LedgerViews):
+class Ledger(LedgerDecisions):
     """The ledger file. One instance per thread (sqlite3 connections are not shared).
 
     Opening checks the file (`ledger_file.connect`); the first write of a connection takes the
@@ -429,94 +339,9 @@ class Ledger(LedgerViews):
 
     # -- requests the user manages ---------------------------------------------------------
 
-    def add_request(
-        self, *, platform: str, account: str, kind: Kind, filed_at: datetime, now: datetime
-    ) -> RequestView:
-        with self._transaction():
-            cur = self._db.execute(
-                """INSERT INTO requests (platform, account, kind, state, filed_at, due_at,
-                       extended, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, 'user', ?)""",
-                (
-                    platform,
-                    account.lower(),
-                    kind.value,
-                    State.FILED.value,
-                    _iso(filed_at),
-                    _iso(lifecycle.due_at(filed_at)),
-                    _iso(now),
-                ),
-            )
-        return self.request(int(cur.lastrowid or 0), now=now)
-
-    def confirm(self, event_id: int, *, now: datetime) -> Change:
-        """The user accepts an unverified mail: it moves its request as an authentic one would,
-        and the event says it was the user's decision. Raises UsageError when there is nothing
-        to accept (no such event, already applied, or a mail that failed authentication)."""
-        with self._transaction():
-            row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-            problem = _why_not_confirmable(row, event_id)
-            if problem:
-                raise UsageError(problem, hint="`optout-mail requests show ID` lists the events")
-            kind = Kind(row["kind"])
-            classification = Classification(
-                outcome=Outcome(row["outcome"]),
-                platform=row["platform"],
-                kind=kind,
-                authentic=True,  # the user's word stands in for the missing verdict
-                reference=row["reference"],
-                extends_deadline=bool(row["extends_deadline"]),
-            )
-            sent = _parse_iso(row["received_at"]) if row["received_at"] else None
-            decision = lifecycle.decide(
-                self._stored_requests(row["platform"], row["account"], kind),
-                classification,
-                sent_at=sent,
-                now=now,
-            )
-            request_id = self._apply(decision, row["platform"], row["account"], kind, now)
-            note = f"accepted by the user on {now.date().isoformat()}"
-            self._db.execute(
-                """UPDATE events SET request_id = ?, state_before = ?, state_after = ?,
-                       note = ?, confirmed_at = ? WHERE id = ?""",
-                (
-                    request_id,
-                    decision.state_before.value if decision else None,
-                    decision.state_after.value if decision else None,
-                    note
-                    if decision is None or decision.note is None
-                    else f"{note}; {decision.note}",
-                    _iso(now),
-                    event_id,
-                ),
-            )
-        event = self._event(event_id)
-        request = self.request(request_id, now=now) if request_id is not None else None
-        moved = decision is not None and decision.moves
-        return Change(event=event, request=request, state_changed=moved)
-
-    def forget(self, request_id: int) -> None:
-        with self._transaction():
-            cur = self._db.execute("DELETE FROM requests WHERE id = ?", (request_id,))
-        if cur.rowcount == 0:
-            raise UnknownRequest(request_id)
-
-    # -- popups ------------------------------------------------------------------------------
-
     def popup_shown(self, key: str) -> bool:
         """True once a desktop took the popup `key` (see `popups` for the rest)."""
         return self.popups.delivered(key)
 
     def mark_popup(self, key: str, *, delivered: bool, now: datetime) -> None:
         self.popups.mark(key, delivered=delivered, now=now)
-
-
-def _why_not_confirmable(row: sqlite3.Row | None, event_id: int) -> str | None:
-    if row is None:
-        return f"there is no event {event_id}"
-    if row["authentic"] == 0:
-        return f"event {event_id} failed the authenticity check: it is not from Meta"
-    if row["request_id"] is not None or row["confirmed_at"]:
-        return f"event {event_id} is already part of request #{row['request_id']}"
-    if row["kind"] is None or row["outcome"] in (Outcome.NOTICE.value,):
-        return f"event {event_id} is not an answer to a request"
-    return None

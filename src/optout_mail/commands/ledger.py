@@ -51,8 +51,8 @@ def ledger_check(state: State, as_json: bool) -> None:
       optout-mail ledger check --json | jq .backups
     """
     from optout_mail.backup import check_backup
-    from optout_mail.ledger import MIGRATIONS
     from optout_mail.ledger_file import inspect, list_backups
+    from optout_mail.ledger_schema import MIGRATIONS
 
     path = state.settings().ledger_path
     report = inspect(path)
@@ -151,8 +151,9 @@ def ledger_restore(state: State, backup: Path | None, yes: bool, force: bool) ->
       optout-mail ledger restore ledger-20250521T080000Z-daily.sqlite3 --yes
     """
     from optout_mail.backup import check_backup, restore
-    from optout_mail.ledger import MIGRATIONS, Ledger
+    from optout_mail.ledger import Ledger
     from optout_mail.ledger_file import flocked, list_backups
+    from optout_mail.ledger_schema import MIGRATIONS
 
     settings = state.settings()
     path = settings.ledger_path
