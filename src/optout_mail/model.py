@@ -174,6 +174,7 @@ class Batch:
     mails: Sequence[RawMail]
     cursor: Cursor | None = None
     filtered: int = 0  # new mails the server-side search ruled out (never downloaded)
+    total: int | None = None  # how many mails this folder's pass brings, when known up front
 
 
 @dataclass(frozen=True)

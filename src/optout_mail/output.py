@@ -10,6 +10,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from optout_mail.model import (
@@ -228,6 +236,13 @@ def print_scan(console: Console, summary: ScanSummary, requests: Sequence[Reques
     console.print(table)
     for problem in summary.problems:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+    first = [f"{f.source}/{f.folder}" for f in summary.folders if f.first_scan and f.recorded]
+    if first and not summary.dry_run:
+        console.print(
+            f"First scan of {', '.join(first)}: its mails are history, recorded without a popup "
+            "each (one summary instead; a code still valid pops up on its own).",
+            highlight=False,
+        )
     worth_saying = [c for c in summary.changes if _worth_saying(c)]
     if worth_saying:
         console.print("[bold]What changed[/]")
@@ -311,3 +326,37 @@ def _event_line(event: EventView) -> str:
         f"{auth[event.authentic]}; rule {event.rule})\n"
         f"      {event.subject!r} from {event.sender}, Message-ID {event.message_id}, {where}"
     )
+
+
+class ScanProgress:
+    """A progress bar on stderr for a long scan (more than `threshold` mails in a folder), on a
+    terminal only; it vanishes when done. Call it after each batch (`pipeline.Progress`)."""
+
+    def __init__(self, console: Console, threshold: int = 200) -> None:
+        self._console = console
+        self._threshold = threshold
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, where: str, done: int, total: int | None) -> None:
+        if self._progress is None:
+            if max(done, total or 0) <= self._threshold or not self._console.is_terminal:
+                return
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._progress.start()
+        task = self._tasks.get(where)
+        if task is None:
+            task = self._tasks[where] = self._progress.add_task(where, total=total)
+        self._progress.update(task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -51,8 +51,11 @@ def scan(
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
     A mail is recorded once, however often it is seen.
     """
+    from rich.console import Console
+
     from optout_mail import wiring
     from optout_mail.dkim_dns import TxtLookup
+    from optout_mail.output import ScanProgress
     from optout_mail.pipeline import run_sources
 
     if trust_ids and source_path is None:
@@ -66,24 +69,28 @@ def scan(
         settings, rule_set, source_path, account_names, trust_ids=authserv_ids(trust_ids)
     )
     notify = not dry_run and (notify or (notify is None and source_path is None))
+    progress = None if as_json else ScanProgress(Console(stderr=True))
     with wiring.open_ledger(settings, clock=now, notify=notify) as (ledger, notifier):
-        summary = run_sources(
-            sources,
-            rules=rule_set,
-            ledger=ledger,
-            clock=now,
-            notifier=notifier,
-            dry_run=dry_run,
-            dkim_dns=TxtLookup(),
-        )
+        try:
+            summary = run_sources(
+                sources,
+                rules=rule_set,
+                ledger=ledger,
+                clock=now,
+                notifier=notifier,
+                dry_run=dry_run,
+                dkim_dns=TxtLookup(),
+                progress=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
         requests = ledger.requests(now=now())
     if summary.failures and summary.sources == 1 and not summary.folders:
         raise summary.failures[0].error  # nothing was scanned: the error alone says it all
     if as_json:
         click.echo(json.dumps(summary.as_json(), ensure_ascii=False, default=str))
     else:
-        from rich.console import Console
-
         from optout_mail.output import print_scan
 
         print_scan(Console(), summary, requests)

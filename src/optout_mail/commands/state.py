@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 class State:
     """What the global options leave for the commands; config is loaded on first use."""
 
-    def __init__(self, config_path: Path | None, verbose: int) -> None:
+    def __init__(
+        self, config_path: Path | None, verbose: int, data_dir: Path | None = None
+    ) -> None:
         self.config_path = config_path
         self.verbose = verbose
+        self.data_dir = data_dir  # --data-dir: overrides the config file and the environment
         self._settings: Settings | None = None
         self._rules: RuleSet | None = None
 
@@ -30,7 +33,10 @@ class State:
         if self._settings is None:
             from optout_mail.config import load_config
 
-            self._settings = load_config(self.config_path)
+            settings = load_config(self.config_path)
+            if self.data_dir is not None:
+                settings = settings.model_copy(update={"data_dir": self.data_dir.expanduser()})
+            self._settings = settings
         return self._settings
 
     def rules(self) -> RuleSet:
