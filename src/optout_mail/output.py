@@ -25,6 +25,7 @@ from optout_mail.model import (
     EventView,
     Outcome,
     RequestView,
+    UserEventView,
     platform_name,
     request_label,
 )
@@ -305,8 +306,21 @@ def print_request(console: Console, request: RequestView) -> None:
     console.print("  timeline")
     if not request.events:
         console.print("    no mail from Meta yet")
-    for event in request.events:
-        console.print(f"    {_event_line(event)}", highlight=False)
+    timeline: list[tuple[str, str]] = [
+        (e.received_at or "", _event_line(e)) for e in request.events
+    ]
+    timeline += [(u.recorded_at, _user_event_line(u)) for u in request.user_events]
+    for _, line in sorted(timeline, key=lambda item: item[0]):
+        console.print(f"    {line}", highlight=False)
+
+
+def _user_event_line(event: UserEventView) -> str:
+    """The user's own event: "2025-06-02T10:00  you: received -> honoured (set by the user)",
+    or "... you noted: TEXT"."""
+    when = event.recorded_at[:16]
+    if event.action == "set-state":
+        return f"{when}  you: {event.state_before} -> {event.state_after} ({event.text})"
+    return f"{when}  you noted: {event.text}"
 
 
 def _event_line(event: EventView) -> str:

@@ -64,6 +64,13 @@ def scan(
             hint="for an account, set trusted_authserv_ids in its config",
         )
     settings = state.settings()
+    if source_path is not None and not dry_run and state.data_dir is None and settings.accounts:
+        click.echo(
+            f"note: this records {source_path} into your real ledger ({settings.data_dir}); to "
+            f'try it without touching that: optout-mail --data-dir "$(mktemp -d)" scan '
+            f"--source {source_path}",
+            err=True,
+        )
     rule_set = state.rules()
     sources = wiring.scan_sources(
         settings, rule_set, source_path, account_names, trust_ids=authserv_ids(trust_ids)
