@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from optout_mail.commands.state import (
 )
 from optout_mail.errors import SourceError, UsageError
 from optout_mail.model import NO_MATCH
+
+if TYPE_CHECKING:
+    from optout_mail.rules import RuleSet
 
 
 @click.command()
@@ -83,8 +87,9 @@ def rules() -> None:
     help="A samples folder with expected.toml, to report coverage (default: samples/ of a "
     "checkout, when there is one).",
 )
+@click.option("--json", "as_json", is_flag=True, help="A JSON object with the same counts.")
 @pass_state
-def rules_check(state: State, samples_dir: Path | None) -> None:
+def rules_check(state: State, samples_dir: Path | None, as_json: bool) -> None:
     """Lint every pack; count rules per language, outcome and provenance; show the terms of
     every lexicon set per language and which languages and outcomes the samples cover.
 
@@ -110,13 +115,51 @@ def rules_check(state: State, samples_dir: Path | None) -> None:
                 f"cannot read {samples_dir / 'expected.toml'}: {exc}",
                 hint="give a folder that holds the samples and their expected.toml",
             ) from None
+    if as_json:
+        click.echo(json.dumps(rules_report(rule_set, samples), ensure_ascii=False, indent=2))
+        return
     click.echo("\n".join(rules_check_lines(rule_set, samples)))
+
+
+def rules_report(
+    rule_set: RuleSet, samples: dict[str, dict[str, object]] | None
+) -> dict[str, object]:
+    """`rules check --json`: rules per language, outcome and provenance, the packs with their
+    lexicon sizes, and the rules without a sample (when the samples are known)."""
+    from collections import Counter
+
+    all_rules = rule_set.rules
+    report: dict[str, object] = {
+        "packs": [
+            {
+                "id": pack.id,
+                "senders": sorted(pack.senders),
+                "lexicons": {
+                    lang: {name: len(terms.terms) for name, terms in sorted(sets.items())}
+                    for lang, sets in sorted(pack.lexicons.items())
+                },
+            }
+            for pack in rule_set.packs
+        ],
+        "rules": len(all_rules),
+        "by_language": dict(sorted(Counter(r.language for r in all_rules).items())),
+        "by_outcome": dict(
+            sorted(Counter(f"{r.kind.value}/{r.outcome.value}" for r in all_rules).items())
+        ),
+        "by_provenance": dict(sorted(Counter(r.source for r in all_rules).items())),
+        "problems": [],
+    }
+    if samples is not None:
+        covered = {str(entry.get("rule")) for entry in samples.values()}
+        report["rules_without_sample"] = [r.id for r in all_rules if r.id not in covered]
+    return report
 
 
 @rules.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of rules.")
+@click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 @pass_state
-def rules_list(state: State, as_json: bool) -> None:
+def rules_list(state: State, as_json: bool, wide: bool) -> None:
     """List the rules in the order they are tried (highest priority first)."""
     from optout_mail.output import print_rules, rule_rows
 
@@ -126,4 +169,4 @@ def rules_list(state: State, as_json: bool) -> None:
         return
     from rich.console import Console
 
-    print_rules(Console(), rows)
+    print_rules(Console(), rows, wide=wide)

@@ -22,8 +22,9 @@ def requests() -> None:
 
 @requests.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of requests with events.")
+@click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 @pass_state
-def requests_list(state: State, as_json: bool) -> None:
+def requests_list(state: State, as_json: bool, wide: bool) -> None:
     """List every request with its state and deadline (overdue ones are marked)."""
     from optout_mail.ledger import Ledger
 
@@ -42,7 +43,7 @@ def requests_list(state: State, as_json: bool) -> None:
 
     from optout_mail.output import print_requests
 
-    print_requests(Console(), rows)
+    print_requests(Console(), rows, wide=wide)
 
 
 @requests.command("show")

@@ -34,6 +34,7 @@ from optout_mail.errors import UsageError
     help="Pop up what changed. Default: on for accounts (when notifications are "
     "enabled), off for --source.",
 )
+@click.option("--wide", is_flag=True, help="Show every column of the tables.")
 @TRUST_OPTION
 @pass_state
 def scan(
@@ -43,6 +44,7 @@ def scan(
     dry_run: bool,
     as_json: bool,
     notify: bool | None,
+    wide: bool,
     trust_ids: tuple[str, ...],
 ) -> None:
     """Scan once: read new mail, classify Meta's replies, record them in the ledger.
@@ -100,7 +102,7 @@ def scan(
     else:
         from optout_mail.output import print_scan
 
-        print_scan(Console(), summary, requests)
+        print_scan(Console(), summary, requests, wide=wide)
     error = summary.error()
     if error is not None:
         raise error
