@@ -73,7 +73,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, ver
     keeps a ledger of every request against the legal deadline, and tells you what happened.
 
     \b
-    Start here:
+    Examples (start here):
       optout-mail init                         set up your account, in a minute
       optout-mail doctor                       check that everything is in place
       optout-mail status                       your requests, deadlines, the daemon

@@ -33,12 +33,17 @@ def classify(
 ) -> None:
     """Say what each mail FILE (.eml) means. Reads no mailbox and writes no ledger.
 
-    A file that cannot be read still gets its line, with an error.
+    A file that cannot be read, or is not a mail, still gets its line, with an error.
+
+    \b
+    Examples:
+      optout-mail classify --explain ~/Downloads/objection.eml
+      optout-mail classify --json samples/meta/en/*.eml
     """
     from optout_mail.dkim_dns import TxtLookup
     from optout_mail.model import RawMail
     from optout_mail.output import describe_classification, explanation_lines
-    from optout_mail.parse import parse
+    from optout_mail.parse import looks_like_mail, parse
     from optout_mail.rules import Trust
     from optout_mail.rules import explain as explain_mail
 
@@ -47,11 +52,22 @@ def classify(
     dkim_dns = TxtLookup()
     failures = 0
     for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
+        error = None
+        if path.is_dir():
+            error = (
+                f"{path} is a folder, not a mail; to read the mails in it: "
+                f'optout-mail --data-dir "$(mktemp -d)" scan --source {path}'
+            )
+        else:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                error = f"cannot read {path}: {exc.strerror or exc}"
+            else:
+                if not looks_like_mail(data):
+                    error = f"{path} is not a mail (no mail headers such as From: or Subject:)"
+        if error is not None:
             failures += 1
-            error = f"cannot read {path}: {exc.strerror or exc}"
             if as_json:
                 print_json_line({"path": str(path), **NO_MATCH.as_json(), "error": error})
             else:
@@ -67,7 +83,7 @@ def classify(
             if explain:
                 click.echo("\n".join(explanation_lines(explanation)))
     if failures:
-        raise SourceError(f"{failures} of {len(files)} files could not be read")
+        raise SourceError(f"{failures} of {len(files)} files could not be read as mails")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +92,13 @@ def classify(
 
 @click.group()
 def rules() -> None:
-    """Inspect and lint the rule packs (bundled ones plus `rules_dirs`)."""
+    """Inspect and lint the rule packs (bundled ones plus `rules_dirs`).
+
+    \b
+    Examples:
+      optout-mail rules check             lint them, count them
+      optout-mail rules list              the rules in the order they are tried
+    """
 
 
 @rules.command("check")
@@ -160,7 +182,13 @@ def rules_report(
 @click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 @pass_state
 def rules_list(state: State, as_json: bool, wide: bool) -> None:
-    """List the rules in the order they are tried (highest priority first)."""
+    """List the rules in the order they are tried (highest priority first).
+
+    \b
+    Examples:
+      optout-mail rules list --wide
+      optout-mail rules list --json | jq '.[].id'
+    """
     from optout_mail.output import print_rules, rule_rows
 
     rows = rule_rows(state.rules())

@@ -17,7 +17,14 @@ from optout_mail.model import State as StateName
 
 @click.group()
 def requests() -> None:
-    """The ledger: your requests to Meta and the mails that moved them."""
+    """The ledger: your requests to Meta and the mails that moved them.
+
+    \b
+    Examples:
+      optout-mail requests list
+      optout-mail requests show 3
+      optout-mail requests add --platform instagram --account alice@example.org
+    """
 
 
 @requests.command("list")
@@ -25,7 +32,14 @@ def requests() -> None:
 @click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 @pass_state
 def requests_list(state: State, as_json: bool, wide: bool) -> None:
-    """List every request with its state and deadline (overdue ones are marked)."""
+    """List every request with its state and deadline (overdue ones are marked).
+
+    \b
+    Examples:
+      optout-mail requests list
+      optout-mail requests list --wide            every column, also the account
+      optout-mail requests list --json | jq '.[] | select(.overdue)'
+    """
     from optout_mail.ledger import Ledger
 
     with Ledger(state.settings().ledger_path) as ledger:
@@ -51,7 +65,13 @@ def requests_list(state: State, as_json: bool, wide: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The request as a JSON object.")
 @pass_state
 def requests_show(state: State, request_id: int, as_json: bool) -> None:
-    """Show one request and the timeline of the mails that moved it."""
+    """Show one request and the timeline of the mails that moved it, with your own notes
+    and corrections.
+
+    \b
+    Example:
+      optout-mail requests show 3
+    """
     from optout_mail.ledger import Ledger
 
     with Ledger(state.settings().ledger_path) as ledger:
@@ -86,7 +106,13 @@ def requests_add(
     filed_on: datetime | None,
     as_json: bool,
 ) -> None:
-    """Record a request you just filed, so its deadline runs from the right day."""
+    """Record a request you just filed, so its deadline runs from the right day.
+
+    \b
+    Example:
+      optout-mail requests add --platform facebook --account alice@example.org \\
+          --filed 2025-05-21
+    """
     from optout_mail.ledger import Ledger
     from optout_mail.model import Kind
 

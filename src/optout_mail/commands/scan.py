@@ -51,7 +51,16 @@ def scan(
 
     Without --source, every account in the config is scanned (INBOX and the Junk folder
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
-    A mail is recorded once, however often it is seen.
+    A mail is recorded once, however often it is seen. The first scan of an account (or of
+    a folder) records its history without a popup per old mail: one summary popup instead,
+    and a one-time code only while it is still valid.
+
+    \b
+    Examples:
+      optout-mail scan
+      optout-mail scan --account home --json
+      optout-mail --data-dir "$(mktemp -d)" scan --source samples/    a safe try-it
+      optout-mail scan --source ~/Mail/INBOX --dry-run                a Maildir (mbsync)
     """
     from rich.console import Console
 
@@ -66,6 +75,8 @@ def scan(
             hint="for an account, set trusted_authserv_ids in its config",
         )
     settings = state.settings()
+    if source_path is None and not settings.accounts:
+        raise state.no_accounts()
     if source_path is not None and not dry_run and state.data_dir is None and settings.accounts:
         click.echo(
             f"note: this records {source_path} into your real ledger ({settings.data_dir}); to "
@@ -117,7 +128,14 @@ def run_daemon(state: State) -> None:
     scan every `poll_interval` seconds is the safety net, and once a day overdue requests
     are reported. SIGTERM or Ctrl-C stops it (exit status 0); SIGHUP reloads the config and
     the rules. Meant to run as the systemd user service in systemd/ (see the README).
+
+    \b
+    Examples:
+      optout-mail run -v                               in a terminal, to watch it work
+      systemctl --user enable --now optout-mail       as the service (see the README)
     """
     from optout_mail.daemon import Daemon
 
+    if not state.settings().accounts:
+        raise state.no_accounts()  # exit status 78: systemd does not restart it in a loop
     Daemon(state.load_fresh).run()

@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from optout_mail.config import Settings
+    from optout_mail.errors import ConfigError
     from optout_mail.rules import RuleSet
 
 
@@ -38,6 +39,28 @@ class State:
                 settings = settings.model_copy(update={"data_dir": self.data_dir.expanduser()})
             self._settings = settings
         return self._settings
+
+    def no_accounts(self) -> ConfigError:
+        """The error for a command that needs an account when the config has none: which file
+        was read (or looked for), and how to create one."""
+        import os
+
+        from optout_mail.config import resolve_config_path
+        from optout_mail.errors import ConfigError
+
+        path, _ = resolve_config_path(self.config_path, os.environ)
+        if not path.is_file():
+            return ConfigError(
+                f"no config file: looked for {path}",
+                hint="create it with `optout-mail init` (your address, server and password), "
+                "or name another with --config; to try optout-mail on local mail: "
+                "optout-mail scan --source PATH",
+            )
+        return ConfigError(
+            f"{path} configures no account",
+            hint="add one with `optout-mail init --force`, or an [accounts.NAME] table (see "
+            "the README); to scan local mail: optout-mail scan --source PATH",
+        )
 
     def rules(self) -> RuleSet:
         if self._rules is None:

@@ -190,7 +190,12 @@ def _shown(key: str, value: Any) -> Any:
 
 @click.group("config")
 def config_group() -> None:
-    """The configuration as optout-mail sees it."""
+    """The configuration as optout-mail sees it.
+
+    \b
+    Example:
+      optout-mail config show
+    """
 
 
 @config_group.command("show")
