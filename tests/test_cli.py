@@ -117,7 +117,8 @@ def test_broken_user_rules_exit_78(
 def test_scan_without_accounts_says_how_to_configure(cli: CLI) -> None:
     result = cli("scan")
     assert result.status == 78
-    assert "no accounts are configured" in result.err and "--source" in result.err
+    assert "no config file: looked for " in result.err and "config.toml" in result.err
+    assert "optout-mail init" in result.err and "--source" in result.err
 
 
 def test_scan_source_twice_records_once(

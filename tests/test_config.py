@@ -79,8 +79,8 @@ def test_every_problem_is_listed_without_secrets(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     problems = "\n".join(caught.value.problems)
-    assert "poll_intervall: unknown key (a typo?)" in problems
-    assert "notifications.enabeld: unknown key (a typo?)" in problems
+    assert "poll_intervall: unknown key (did you mean poll_interval?)" in problems
+    assert "notifications.enabeld: unknown key (did you mean enabled?)" in problems
     assert "account name 'Home' must be lower-case" in problems
     assert "accounts.work.port:" in problems
     assert "accounts.work.password:" in problems

@@ -215,6 +215,7 @@ def test_reconciliation_scan_and_daily_deadline_check(server: Dovecot, tmp_path:
         send_popup=send,
         stop=threading.Event(),
     )
+    reconcile(context)  # the first scan: an empty mailbox, no history to sum up
     server.append(user, "Junk", (SAMPLES / "meta/en/received.eml").read_bytes())
     reconcile(context)
     assert shown == ["Meta received your Instagram objection (bob@example.net)"]

@@ -22,7 +22,16 @@ pytestmark = pytest.mark.slow
 
 def start(tmp_path: Path, notify_socket: Path) -> tuple[subprocess.Popen[bytes], Path]:
     config = tmp_path / "config.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[notifications]\nenabled = false\n')
+    # `run` needs an account; this one's server is down (a closed port): its watcher keeps
+    # retrying, which is all these tests of the ledger's health need of it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[notifications]\nenabled = false\n'
+        f'[accounts.home]\nhost = "127.0.0.1"\nport = {closed_port}\nsecurity = "plain"\n'
+        'username = "u"\npassword = "p"\nfolders = ["INBOX"]\n'
+    )
     log = tmp_path / "daemon.log"
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket), "WATCHDOG_USEC": "2000000"}
     with log.open("wb") as out:

@@ -56,10 +56,16 @@ class ExitStatus(IntEnum):
     envvar="OPTOUT_MAIL_CONFIG",
     help="Config file (TOML). Default: ~/.config/optout-mail/config.toml. Env: OPTOUT_MAIL_CONFIG.",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the ledger here instead of data_dir of the config (or OPTOUT_MAIL_DATA_DIR), "
+    'e.g. a throw-away one to try things: --data-dir "$(mktemp -d)".',
+)
 @click.option("-v", "--verbose", count=True, help="Say more (-vv: debug, with tracebacks).")
 @click.version_option(__version__, "--version", prog_name="optout-mail")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, verbose: int) -> None:
     """Follow up your "right to object" requests to Meta from your mailbox.
 
     optout-mail reads your mailbox (read-only), recognises Meta's replies -- one-time codes,
@@ -67,18 +73,20 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     keeps a ledger of every request against the legal deadline, and tells you what happened.
 
     \b
-    Start here:
+    Examples (start here):
       optout-mail init                         set up your account, in a minute
       optout-mail doctor                       check that everything is in place
       optout-mail status                       your requests, deadlines, the daemon
-      optout-mail scan --source samples/      try it on the bundled sample mails
+      optout-mail --data-dir "$(mktemp -d)" scan --source samples/
+                                               try it on the bundled samples, in a
+                                               throw-away ledger
       optout-mail classify --explain MAIL.eml  what one mail means, and why
       optout-mail scan                         scan the accounts in your config
       optout-mail requests list                the state of every request
       optout-mail run                          the daemon: popups as replies arrive
     """
     _configure_logging(verbose, daemon=ctx.invoked_subcommand == "run")
-    ctx.obj = State(config_path, verbose)
+    ctx.obj = State(config_path, verbose, data_dir)
 
 
 for _command in (

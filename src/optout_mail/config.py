@@ -267,7 +267,9 @@ def load_config(explicit: Path | None = None) -> Settings:
         raise ConfigError(
             f"the configuration has {len(problems)} problem{'s' if len(problems) > 1 else ''}",
             problems=problems,
-            hint=f"fix the keys above in {path} or in the environment, then run the command again",
+            hint=f"fix the keys above in {path} or in the environment, then run the command again"
+            if toml_file is not None
+            else "fix the environment variables above, then run the command again",
         ) from None
     return Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}
@@ -285,7 +287,8 @@ def _describe(
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
-        message = "unknown key (a typo?)"
+        guess = _closest_key(loc)
+        message = f"unknown key (did you mean {guess}?)" if guess else "unknown key (a typo?)"
     if loc and loc[-1] == "[key]" and loc[0] == "accounts":
         key = f"accounts.{loc[1]}"
         message = (
@@ -293,11 +296,31 @@ def _describe(
             "single underscores (environment variables cannot tell cases apart)"
         )
     origin = ""
-    if loc and loc[0] in data and toml_file is not None:
+    # The environment wins over the file: a variable naming this very key is to blame.
+    exact = next((name for name in env if name.upper() == env_name), None)
+    if exact is not None:
+        origin = f" (from the environment, {exact})"
+    elif loc and loc[0] in data and toml_file is not None:
         origin = f" (in {toml_file})"
     elif any(name.upper().startswith(env_name) for name in env):
         origin = f" (from the environment, {env_name})"
     return [f"{key}: {line}{origin}" for line in message.split(PROBLEM_SEPARATOR)]
+
+
+def _closest_key(loc: list[str]) -> str | None:
+    """The known key nearest to the unknown one at `loc` (difflib), e.g. "poll_interval" for
+    "pol_interval"; None when nothing is close."""
+    import difflib
+
+    model: type[BaseModel] = Settings
+    if loc[:1] == ["accounts"] and len(loc) == 3:
+        model = Account
+    elif loc[:1] == ["notifications"] and len(loc) == 2:
+        model = Notifications
+    elif len(loc) != 1:
+        return None
+    found = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:

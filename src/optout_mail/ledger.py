@@ -20,7 +20,7 @@ from optout_mail import backup, ledger_file, lifecycle
 from optout_mail.errors import LedgerError
 from optout_mail.ledger_popups import PopupRecords
 from optout_mail.ledger_schema import MIGRATIONS
-from optout_mail.ledger_user import LedgerDecisions
+from optout_mail.ledger_user import UserCorrections
 from optout_mail.ledger_views import iso as _iso
 from optout_mail.ledger_views import parse_iso as _parse_iso
 from optout_mail.model import (
@@ -54,12 +54,13 @@ def dedupe_key(message: Message, classification: Classification) -> str:
     return message.message_id
 
 
-class Ledger(LedgerDecisions):
+class Ledger(UserCorrections):
     """The ledger file. One instance per thread (sqlite3 connections are not shared).
 
     Opening checks the file (`ledger_file.connect`); the first write of a connection takes the
     daily backup when one is due, and a migration is preceded by a backup of its own.
-    Reading (requests, events, counts) is inherited from `LedgerViews`.
+    Reading (requests, events, counts) is inherited from `LedgerViews`, the user's own
+    changes (add, forget, note, set-state) from `UserCorrections`.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -337,7 +338,7 @@ class Ledger(LedgerDecisions):
         )
         return decision.request_id
 
-    # -- requests the user manages ---------------------------------------------------------
+    # -- popups ------------------------------------------------------------------------------
 
     def popup_shown(self, key: str) -> bool:
         """True once a desktop took the popup `key` (see `popups` for the rest)."""

@@ -91,4 +91,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN raw_sha256 TEXT;
     """,
+    # 4: the user's own events: notes, and states set by hand (requests note|set-state)
+    """
+    CREATE TABLE user_events (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id    INTEGER NOT NULL REFERENCES requests (id) ON DELETE CASCADE,
+        action        TEXT NOT NULL,        -- 'note' or 'set-state'
+        text          TEXT NOT NULL,
+        recorded_at   TEXT NOT NULL,
+        state_before  TEXT,
+        state_after   TEXT
+    );
+    CREATE INDEX user_events_request ON user_events (request_id);
+    """,
 )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from optout_mail import lifecycle
 from optout_mail.errors import UnknownRequest
-from optout_mail.model import EventView, Kind, Outcome, RequestView, State
+from optout_mail.model import EventView, Kind, Outcome, RequestView, State, UserEventView
 
 
 def iso(moment: datetime) -> str:
@@ -34,7 +34,13 @@ class LedgerViews:
             "SELECT * FROM events WHERE request_id IS NOT NULL ORDER BY received_at, id"
         ):
             events.setdefault(row["request_id"], []).append(event_view(row))
-        return [request_view(row, events.get(row["id"], []), now) for row in rows]
+        mine: dict[int, list[UserEventView]] = {}
+        for row in self._db.execute("SELECT * FROM user_events ORDER BY recorded_at, id"):
+            mine.setdefault(row["request_id"], []).append(user_event_view(row))
+        return [
+            request_view(row, events.get(row["id"], []), now, mine.get(row["id"], []))
+            for row in rows
+        ]
 
     def request(self, request_id: int, *, now: datetime) -> RequestView:
         row = self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
@@ -47,7 +53,14 @@ class LedgerViews:
                 (request_id,),
             )
         ]
-        return request_view(row, events, now)
+        mine = [
+            user_event_view(r)
+            for r in self._db.execute(
+                "SELECT * FROM user_events WHERE request_id = ? ORDER BY recorded_at, id",
+                (request_id,),
+            )
+        ]
+        return request_view(row, events, now, mine)
 
     def unattached_events(self) -> list[EventView]:
         """Events that changed no request: mails that failed authentication, announcements."""
@@ -100,7 +113,25 @@ def event_view(row: sqlite3.Row) -> EventView:
     )
 
 
-def request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> RequestView:
+def user_event_view(row: sqlite3.Row) -> UserEventView:
+    before, after = row["state_before"], row["state_after"]
+    return UserEventView(
+        id=row["id"],
+        request_id=row["request_id"],
+        action=row["action"],
+        text=row["text"],
+        recorded_at=row["recorded_at"],
+        state_before=State(before) if before else None,
+        state_after=State(after) if after else None,
+    )
+
+
+def request_view(
+    row: sqlite3.Row,
+    events: list[EventView],
+    now: datetime,
+    user_events: list[UserEventView] | None = None,
+) -> RequestView:
     state = State(row["state"])
     return RequestView(
         id=row["id"],
@@ -116,4 +147,5 @@ def request_view(row: sqlite3.Row, events: list[EventView], now: datetime) -> Re
         overdue=lifecycle.is_overdue(state, parse_iso(row["due_at"]), now),
         events=tuple(events),
         reference=row["reference"],
+        user_events=tuple(user_events or ()),
     )

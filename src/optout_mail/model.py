@@ -174,6 +174,7 @@ class Batch:
     mails: Sequence[RawMail]
     cursor: Cursor | None = None
     filtered: int = 0  # new mails the server-side search ruled out (never downloaded)
+    total: int | None = None  # how many mails this folder's pass brings, when known up front
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,30 @@ class EventView:
 
 
 @dataclass(frozen=True)
+class UserEventView:
+    """A correction the user made by hand (`requests note`, `requests set-state`): the user's
+    own event in a request's timeline, beside the mails."""
+
+    id: int
+    request_id: int
+    action: str  # "note" or "set-state"
+    text: str
+    recorded_at: str  # ISO 8601, UTC
+    state_before: State | None = None
+    state_after: State | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "action": self.action,
+            "text": self.text,
+            "recorded_at": self.recorded_at,
+            "state_before": self.state_before.value if self.state_before else None,
+            "state_after": self.state_after.value if self.state_after else None,
+        }
+
+
+@dataclass(frozen=True)
 class RequestView:
     """A request as the ledger keeps it, with its events in the order Meta sent them."""
 
@@ -257,6 +282,7 @@ class RequestView:
     overdue: bool
     events: tuple[EventView, ...] = ()
     reference: str | None = None  # Meta's case or reference number, once a mail named it
+    user_events: tuple[UserEventView, ...] = ()  # the user's notes and corrections, oldest first
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -273,6 +299,7 @@ class RequestView:
             "updated_at": self.updated_at,
             "reference": self.reference,
             "events": [e.as_json() for e in self.events],
+            "user_events": [e.as_json() for e in self.user_events],
         }
 
 

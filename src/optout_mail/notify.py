@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from optout_mail.desktop import Popup
 from optout_mail.errors import UnknownRequest
 from optout_mail.ledger import Ledger
-from optout_mail.lifecycle import code_expired
+from optout_mail.lifecycle import WAITING_FOR_META, code_expired
 from optout_mail.model import (
     COMPLAINT_HINT,
     Change,
+    EventView,
     Outcome,
     RequestView,
     platform_name,
@@ -122,6 +124,33 @@ def overdue_popup(request: RequestView) -> Popup:
     )
 
 
+def first_scan_popup(requests: Sequence[RequestView], events: Sequence[EventView]) -> Popup | None:
+    """The one popup after a first scan: the requests it found, by state, e.g. "optout-mail
+    found 3 requests in your mailbox" / "1 honoured, 1 rejected, 1 waiting — optout-mail
+    status"; plus the mails that only pretend to be Meta's or could not be verified."""
+    states = Counter(
+        "waiting" if r.state in WAITING_FOR_META else r.state.value.replace("_", " ")
+        for r in requests
+    )
+    order = ("honoured", "rejected", "needs info", "waiting")
+    parts = [f"{states[name]} {name}" for name in order if states[name]]
+    overdue = sum(r.overdue for r in requests)
+    if overdue:
+        parts.append(f"{overdue} overdue")
+    phishing = sum(e.authentic is False for e in events)
+    unverified = sum(e.authentic is None and e.outcome in ANSWERS for e in events)
+    if not requests and not phishing and not unverified:
+        return None
+    noun = "request" if len(requests) == 1 else "requests"
+    title = f"optout-mail found {len(requests) or 'no'} {noun} in your mailbox"
+    body = ", ".join(parts)
+    if phishing:
+        body += f"{'; ' if body else ''}{phishing} mail(s) only pretending to be Meta's"
+    if unverified:
+        body += f"{'; ' if body else ''}{unverified} mail(s) that could not be verified"
+    return Popup(title=title, body=f"{body} — optout-mail status")
+
+
 class PopupNotifier:
     """Shows a popup per recorded change, once, and notes in the ledger that it did."""
 
@@ -141,12 +170,50 @@ class PopupNotifier:
 
             send = DesktopNotifier().send
         self._send = send
+        self._history: list[Change] = []  # recorded by first scans, not yet summed up
 
-    def notify(self, changes: Sequence[Change]) -> None:
+    def notify(self, changes: Sequence[Change], *, first_scan: bool = False) -> None:
+        """A popup per change worth one. On a folder's first scan the changes are its history:
+        they are noted as shown without a popup, to be summed up by `first_scan_done`; only a
+        one-time code that is still valid pops up on its own (an expired one never does)."""
+        now = self._clock()
         for change in changes:
-            popup = popup_for(change, show_codes=self._show_codes, now=self._clock())
+            popup = popup_for(change, show_codes=self._show_codes, now=now)
+            key = f"event:{change.event.id}"
+            if first_scan:
+                self._history.append(change)
+                if popup is not None and change.event.outcome is not Outcome.CODE:
+                    self._mark_shown(key)
+                    continue
             if popup is not None:
-                self._show(f"event:{change.event.id}", popup)
+                self._show(key, popup)
+
+    def first_scan_done(self) -> None:
+        """One popup summing up the history the first scans since the last call recorded (the
+        requests found, by state); overdue ones among them count as reported."""
+        changes, self._history = self._history, []
+        if not changes:
+            return
+        now = self._clock()
+        ids = dict.fromkeys(c.request.id for c in changes if c.request is not None)
+        found = []
+        for request_id in ids:
+            try:
+                found.append(self._ledger.request(request_id, now=now))
+            except UnknownRequest:
+                continue
+        for request in found:
+            if request.overdue:
+                self._mark_shown(f"overdue:{request.id}")
+        popup = first_scan_popup(found, [c.event for c in changes])
+        if popup is not None:
+            self._show(f"first-scan:{changes[0].event.id}", popup)
+
+    def _mark_shown(self, key: str) -> None:
+        """Note popup `key` as shown without showing it, so that it never comes later."""
+        with self._ledger.popups.claim():
+            if not self._ledger.popups.delivered(key):
+                self._ledger.popups.mark(key, delivered=True, now=self._clock())
 
     def remind_overdue(self, requests: Sequence[RequestView]) -> int:
         """Pop up each overdue request once; returns how many a desktop took."""

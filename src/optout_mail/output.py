@@ -10,17 +10,27 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from optout_mail.model import (
     Change,
     EventView,
     Outcome,
     RequestView,
+    UserEventView,
     platform_name,
     request_label,
 )
 from optout_mail.pipeline import ScanSummary
+from optout_mail.tables import Column, fitted_table
 
 if TYPE_CHECKING:
     from optout_mail.model import Classification
@@ -154,14 +164,21 @@ def rule_rows(rule_set: RuleSet) -> list[dict[str, object]]:
     ]
 
 
-def print_rules(console: Console, rows: Sequence[dict[str, object]]) -> None:
-    table = Table("id", "lang", "outcome", "kind", "prio", "source", "description")
-    for row in rows:
-        table.add_row(
-            *(str(row[k]) for k in ("id", "language", "outcome", "kind", "priority", "source")),
-            str(row["description"]),
-        )
-    console.print(table)
+RULE_COLUMNS = (
+    Column("id", essential=True),
+    Column("lang", rank=1),
+    Column("outcome", rank=0),
+    Column("kind", rank=3),
+    Column("prio", rank=2, justify="right"),
+    Column("source", rank=4),
+    Column("description", rank=5, wrap=True),
+)
+
+
+def print_rules(console: Console, rows: Sequence[dict[str, object]], *, wide: bool = False) -> None:
+    keys = ("id", "language", "outcome", "kind", "priority", "source", "description")
+    cells = [[escape(str(row[k])) for k in keys] for row in rows]
+    console.print(fitted_table(console, RULE_COLUMNS, cells, wide=wide))
 
 
 STATE_STYLE = {
@@ -202,32 +219,42 @@ def _worth_saying(change: Change) -> bool:
     return change.state_changed or bool(change.event.code) or change.event.authentic is False
 
 
-def print_scan(console: Console, summary: ScanSummary, requests: Sequence[RequestView]) -> None:
+def print_scan(
+    console: Console,
+    summary: ScanSummary,
+    requests: Sequence[RequestView],
+    *,
+    wide: bool = False,
+) -> None:
     title = "Scan (dry run: nothing written)" if summary.dry_run else "Scan"
-    table = Table(
-        "source",
-        "folder",
-        "examined",
-        "matched",
-        "would record" if summary.dry_run else "recorded",
-        "already known",
-        "errors",
-        title=title,
-        title_justify="left",
+    columns = (
+        Column("source", essential=True),
+        Column("folder", essential=True),
+        Column("examined", essential=True, justify="right"),
+        Column("matched", rank=1, justify="right"),
+        Column("would record" if summary.dry_run else "recorded", essential=True, justify="right"),
+        Column("known", rank=2, justify="right"),
+        Column("errors", rank=0, justify="right"),
     )
-    for f in summary.folders:
-        table.add_row(
-            f.source,
-            f.folder,
-            str(f.examined),
-            str(f.matched),
-            str(f.recorded),
-            str(f.duplicates),
-            str(f.errors),
-        )
+    rows = [
+        [
+            escape(f.source),
+            escape(f.folder),
+            *(str(n) for n in (f.examined, f.matched, f.recorded, f.duplicates, f.errors)),
+        ]
+        for f in summary.folders
+    ]
+    table = fitted_table(console, columns, rows, wide=wide, title=title)
     console.print(table)
     for problem in summary.problems:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+    first = [f"{f.source}/{f.folder}" for f in summary.folders if f.first_scan and f.recorded]
+    if first and not summary.dry_run:
+        console.print(
+            f"First scan of {', '.join(first)}: its mails are history, recorded without a popup "
+            "each (one summary instead; a code still valid pops up on its own).",
+            highlight=False,
+        )
     worth_saying = [c for c in summary.changes if _worth_saying(c)]
     if worth_saying:
         console.print("[bold]What changed[/]")
@@ -242,39 +269,48 @@ def print_scan(console: Console, summary: ScanSummary, requests: Sequence[Reques
     if not summary.changes and not summary.dry_run:
         console.print("Nothing new.")
     if requests:
-        print_requests(console, requests)
+        print_requests(console, requests, wide=wide)
 
 
-def print_requests(console: Console, requests: Sequence[RequestView]) -> None:
-    table = Table(
-        "id",
-        "platform",
-        "account",
-        "kind",
-        "state",
-        "filed",
-        "due",
-        "last mail",
-        title="Requests",
-        title_justify="left",
-    )
+REQUEST_COLUMNS = (
+    Column("id", essential=True, justify="right"),
+    Column("platform", essential=True),
+    Column("account", rank=0, wrap=True),
+    Column("kind", rank=2),
+    Column("state", essential=True),
+    Column("filed", essential=True),
+    Column("due", essential=True),
+    Column("last mail", rank=1),
+)
+
+
+def print_requests(
+    console: Console, requests: Sequence[RequestView], *, wide: bool = False
+) -> None:
+    """The requests table: id, platform, state, filed and due always in full; account, last
+    mail and kind as the width allows (all of them with `wide`)."""
+    rows = []
     for r in requests:
         style = STATE_STYLE.get(r.state)
-        state = f"[{style}]{r.state}[/]" if style else r.state
+        state = f"[{style}]{r.state}[/]" if style else str(r.state)
         if r.overdue:
             state += " [bold red](overdue)[/]"
         last = r.events[-1] if r.events else None
-        table.add_row(
-            str(r.id),
-            platform_name(r.platform),
-            r.account,
-            r.kind,
-            state,
-            r.filed_at[:10],
-            r.due_at[:10] + (" (extended)" if r.extended else ""),
-            f"{last.outcome} {last.received_at[:10] if last.received_at else ''}" if last else "",
+        rows.append(
+            [
+                str(r.id),
+                escape(platform_name(r.platform)),
+                escape(r.account),
+                str(r.kind),
+                state,
+                r.filed_at[:10],
+                r.due_at[:10] + (" (extended)" if r.extended else ""),
+                f"{last.outcome} {last.received_at[:10] if last.received_at else ''}"
+                if last
+                else "",
+            ]
         )
-    console.print(table)
+    console.print(fitted_table(console, REQUEST_COLUMNS, rows, wide=wide, title="Requests"))
 
 
 def print_request(console: Console, request: RequestView) -> None:
@@ -290,8 +326,21 @@ def print_request(console: Console, request: RequestView) -> None:
     console.print("  timeline")
     if not request.events:
         console.print("    no mail from Meta yet")
-    for event in request.events:
-        console.print(f"    {_event_line(event)}", highlight=False)
+    timeline: list[tuple[str, str]] = [
+        (e.received_at or "", _event_line(e)) for e in request.events
+    ]
+    timeline += [(u.recorded_at, _user_event_line(u)) for u in request.user_events]
+    for _, line in sorted(timeline, key=lambda item: item[0]):
+        console.print(f"    {line}", highlight=False)
+
+
+def _user_event_line(event: UserEventView) -> str:
+    """The user's own event: "2025-06-02T10:00  you: received -> honoured (set by the user)",
+    or "... you noted: TEXT"."""
+    when = event.recorded_at[:16]
+    if event.action == "set-state":
+        return f"{when}  you: {event.state_before} -> {event.state_after} ({event.text})"
+    return f"{when}  you noted: {event.text}"
 
 
 def _event_line(event: EventView) -> str:
@@ -311,3 +360,37 @@ def _event_line(event: EventView) -> str:
         f"{auth[event.authentic]}; rule {event.rule})\n"
         f"      {event.subject!r} from {event.sender}, Message-ID {event.message_id}, {where}"
     )
+
+
+class ScanProgress:
+    """A progress bar on stderr for a long scan (more than `threshold` mails in a folder), on a
+    terminal only; it vanishes when done. Call it after each batch (`pipeline.Progress`)."""
+
+    def __init__(self, console: Console, threshold: int = 200) -> None:
+        self._console = console
+        self._threshold = threshold
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, where: str, done: int, total: int | None) -> None:
+        if self._progress is None:
+            if max(done, total or 0) <= self._threshold or not self._console.is_terminal:
+                return
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._progress.start()
+        task = self._tasks.get(where)
+        if task is None:
+            task = self._tasks[where] = self._progress.add_task(where, total=total)
+        self._progress.update(task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -36,6 +36,27 @@ MAX_MIME_BOUNDARIES = 64
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")  # RFC 5322 field name (any ASCII but ":")
+_MAIL_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"received", b"return-path")
+
+
+def looks_like_mail(data: bytes) -> bool:
+    """Whether `data` starts like an e-mail: a header block (an mbox "From " line may come
+    first) naming at least one of From, To, Subject, Date, Message-ID, Received. A text file,
+    an image or a PDF does not; `classify` says "not a mail" for those instead of "no match"."""
+    head = data[:65536].lstrip(b"\r\n")
+    if head.startswith(b"From "):
+        head = head.partition(b"\n")[2]
+    block = re.split(rb"\r?\n\r?\n", head, maxsplit=1)[0]
+    if not block or b"\0" in block:
+        return False
+    lines = block.splitlines()
+    if not _HEADER_LINE.match(lines[0]):
+        return False
+    names = {line.split(b":", 1)[0].strip().lower() for line in lines if _HEADER_LINE.match(line)}
+    return any(name in names for name in _MAIL_HEADERS)
+
+
 def parse(raw: RawMail) -> Message:
     """Parse one mail. Never raises: unusable parts are reported in `Message.defects`."""
     data = raw.data

@@ -48,7 +48,16 @@ class Source(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, changes: Sequence[Change]) -> None: ...
+    def notify(self, changes: Sequence[Change], *, first_scan: bool = False) -> None:
+        """Pop up what changed; `first_scan`: the folder's history, to be summed up instead."""
+
+    def first_scan_done(self) -> None:
+        """Pop up the summary of the history recorded by first scans, if there was any."""
+
+
+# Told after each batch: (account/folder, mails examined in it so far, how many there are
+# when the source knows), so that a terminal can show a progress bar on long scans.
+Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass
@@ -61,6 +70,7 @@ class FolderSummary:
     duplicates: int = 0
     filtered: int = 0
     errors: int = 0
+    first_scan: bool = False  # no cursor yet: its history is recorded without a popup per mail
 
     def as_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -148,26 +158,25 @@ def run_sources(
     notifier: Notifier | None = None,
     dry_run: bool = False,
     dkim_dns: DnsLookup | None = None,
+    progress: Progress | None = None,
 ) -> ScanSummary:
     """`run_source` for each source in turn. A source that fails is noted in the summary's
-    `failures` (its `problems` in `problems`) and the others are still read."""
+    `failures` (its `problems` in `problems`) and the others are still read. The history that
+    first scans found is summed up in one popup at the end."""
     summary = ScanSummary(dry_run=dry_run)
-    for source in sources:
-        summary.sources += 1
-        try:
-            run_source(
-                source,
-                rules=rules,
-                ledger=ledger,
-                clock=clock,
-                notifier=notifier,
-                dry_run=dry_run,
-                summary=summary,
-                dkim_dns=dkim_dns,
-            )
-        except SourceError as exc:
-            summary.failures.append(SourceFailure(source.name, exc))
-        summary.problems.extend(source.problems)
+    try:
+        for source in sources:
+            summary.sources += 1
+            try:
+                _scan_source(
+                    source, rules, ledger, clock, notifier, dry_run, summary, dkim_dns, progress
+                )
+            except SourceError as exc:
+                summary.failures.append(SourceFailure(source.name, exc))
+            summary.problems.extend(source.problems)
+    finally:
+        if notifier is not None:
+            notifier.first_scan_done()
     return summary
 
 
@@ -184,11 +193,43 @@ def run_source(
 ) -> ScanSummary:
     """Process every batch the source yields; returns (or extends) the summary. The source's
     `trust` says whose Authentication-Results count; `dkim_dns` lets DKIM be checked locally
-    where no trusted header speaks."""
+    where no trusted header speaks. A folder scanned for the first time (no cursor yet) is
+    history: its mails pop up as one summary at the end, except a code still valid."""
     summary = summary or ScanSummary(dry_run=dry_run)
-    for batch in source.batches(lambda folder: ledger.cursor(source.name, folder)):
+    try:
+        _scan_source(source, rules, ledger, clock, notifier, dry_run, summary, dkim_dns, None)
+    finally:
+        if notifier is not None:
+            notifier.first_scan_done()
+    return summary
+
+
+def _scan_source(
+    source: Source,
+    rules: RuleSet,
+    ledger: Ledger,
+    clock: Callable[[], datetime],
+    notifier: Notifier | None,
+    dry_run: bool,
+    summary: ScanSummary,
+    dkim_dns: DnsLookup | None,
+    progress: Progress | None,
+) -> None:
+    """The body of `run_source`, without the summary of first scans (the caller's)."""
+    unseen: set[str] = set()  # folders without a cursor when the pass asked for theirs
+
+    def cursor_for(folder: str) -> Cursor | None:
+        cursor = ledger.cursor(source.name, folder)
+        if cursor is None:
+            unseen.add(folder)
+        return cursor
+
+    for batch in source.batches(cursor_for):
         folder_summary = summary.folder(source.name, batch.folder)
         folder_summary.filtered += batch.filtered
+        # Only a source that keeps cursors (IMAP) has a first scan; a local one has none.
+        if batch.cursor is not None and batch.folder in unseen:
+            folder_summary.first_scan = True
         observations = [
             obs
             for mail in batch.mails
@@ -198,6 +239,8 @@ def run_source(
         # The lifecycle is order-sensitive: apply a batch's mails in the order Meta sent them
         # (files and UIDs need not be in that order).
         observations.sort(key=_sent_at)
+        if progress is not None:
+            progress(f"{source.name}/{batch.folder}", folder_summary.examined, batch.total)
         if dry_run:
             keys = [dedupe_key(o.message, o.classification) for o in observations]
             fresh = set(keys) - ledger.known(keys)
@@ -213,8 +256,7 @@ def run_source(
         for change in result.changes:
             log.info("%s: %s", where, describe_event(change))
         if notifier is not None and result.changes:
-            notifier.notify(result.changes)
-    return summary
+            notifier.notify(result.changes, first_scan=folder_summary.first_scan)
 
 
 def describe_event(change: Change) -> str:

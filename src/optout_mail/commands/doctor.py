@@ -64,7 +64,8 @@ def _print(found: list[Check]) -> None:
 
 
 @click.command("test-notify")
-def test_notify() -> None:
+@click.option("--json", "as_json", is_flag=True, help="A JSON object: delivered, server, problem.")
+def test_notify(as_json: bool) -> None:
     """Show a sample popup through the notifier the daemon uses; say whether it arrived.
 
     Exit status 1 when the desktop did not accept it, with what to do.
@@ -87,9 +88,17 @@ def test_notify() -> None:
     finally:
         desktop_log.setLevel(level)
     found = probe()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"delivered": delivered, "server": found.server, "problem": found.problem},
+                ensure_ascii=False,
+            )
+        )
     if delivered:
         server = f" ({found.server})" if found.server else ""
-        click.echo(f"✓ Delivered: the notification server{server} accepted the popup.")
+        if not as_json:
+            click.echo(f"✓ Delivered: the notification server{server} accepted the popup.")
         return
     reason = found.problem or "the notification server did not accept it"
     raise OptoutError(f"the popup was not delivered: {reason}", hint=NOTIFY_FIX)

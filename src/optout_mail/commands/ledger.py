@@ -110,8 +110,9 @@ def _size(size: object) -> str:
 
 
 @ledger.command("backup")
+@click.option("--json", "as_json", is_flag=True, help="A JSON object: the backup's path and size.")
 @pass_state
-def ledger_backup(state: State) -> None:
+def ledger_backup(state: State, as_json: bool) -> None:
     """Take a backup now, into DATA_DIR/backups.
 
     The newest 7 backups are kept. Safe while `optout-mail run` or a scan is writing:
@@ -128,7 +129,10 @@ def ledger_backup(state: State) -> None:
     path = state.settings().ledger_path
     Ledger(path).close()  # the integrity check; creates an empty ledger if there is none
     taken = take_backup(path, reason="manual", now=now())
-    click.echo(f"Backed up to {taken.path} ({_size(taken.size)}).")
+    if as_json:
+        click.echo(json.dumps({"path": str(taken.path), "size": taken.size}))
+    else:
+        click.echo(f"Backed up to {taken.path} ({_size(taken.size)}).")
 
 
 @ledger.command("restore")

@@ -1,8 +1,10 @@
-"""`requests list|show|add|forget`: the ledger's requests, as the user sees and corrects them."""
+"""`requests list|show|add|forget|note|set-state|confirm`: the ledger's requests, as the user
+sees and corrects them."""
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -10,18 +12,34 @@ import click
 from optout_mail.commands.state import State, now, pass_state
 from optout_mail.errors import UsageError
 from optout_mail.model import KINDS, KNOWN_PLATFORMS
+from optout_mail.model import State as StateName
 
 
 @click.group()
 def requests() -> None:
-    """The ledger: your requests to Meta and the mails that moved them."""
+    """The ledger: your requests to Meta and the mails that moved them.
+
+    \b
+    Examples:
+      optout-mail requests list
+      optout-mail requests show 3
+      optout-mail requests add --platform instagram --account alice@example.org
+    """
 
 
 @requests.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of requests with events.")
+@click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 @pass_state
-def requests_list(state: State, as_json: bool) -> None:
-    """List every request with its state and deadline (overdue ones are marked)."""
+def requests_list(state: State, as_json: bool, wide: bool) -> None:
+    """List every request with its state and deadline (overdue ones are marked).
+
+    \b
+    Examples:
+      optout-mail requests list
+      optout-mail requests list --wide            every column, also the account
+      optout-mail requests list --json | jq '.[] | select(.overdue)'
+    """
     from optout_mail.ledger import Ledger
 
     with Ledger(state.settings().ledger_path) as ledger:
@@ -39,7 +57,7 @@ def requests_list(state: State, as_json: bool) -> None:
 
     from optout_mail.output import print_requests
 
-    print_requests(Console(), rows)
+    print_requests(Console(), rows, wide=wide)
 
 
 @requests.command("show")
@@ -47,7 +65,13 @@ def requests_list(state: State, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The request as a JSON object.")
 @pass_state
 def requests_show(state: State, request_id: int, as_json: bool) -> None:
-    """Show one request and the timeline of the mails that moved it."""
+    """Show one request and the timeline of the mails that moved it, with your own notes
+    and corrections.
+
+    \b
+    Example:
+      optout-mail requests show 3
+    """
     from optout_mail.ledger import Ledger
 
     with Ledger(state.settings().ledger_path) as ledger:
@@ -82,7 +106,13 @@ def requests_add(
     filed_on: datetime | None,
     as_json: bool,
 ) -> None:
-    """Record a request you just filed, so its deadline runs from the right day."""
+    """Record a request you just filed, so its deadline runs from the right day.
+
+    \b
+    Example:
+      optout-mail requests add --platform facebook --account alice@example.org \\
+          --filed 2025-05-21
+    """
     from optout_mail.ledger import Ledger
     from optout_mail.model import Kind
 
@@ -109,15 +139,102 @@ def requests_add(
 
 
 @requests.command("forget")
-@click.argument("request_id", type=int)
+@click.argument("request_id", type=int, required=False)
+@click.option(
+    "--all",
+    "forget_all",
+    is_flag=True,
+    help="Forget every request and recorded mail; the next scan reads the mailbox afresh.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
 @pass_state
-def requests_forget(state: State, request_id: int) -> None:
-    """Delete a request and its events from the ledger (the mails stay in your mailbox)."""
+def requests_forget(state: State, request_id: int | None, forget_all: bool, yes: bool) -> None:
+    """Delete a request and its events from the ledger (the mails stay in your mailbox).
+
+    With --all, the whole ledger starts afresh: every request, every recorded mail and how
+    far each folder was read, e.g. after trying optout-mail on the samples in your real
+    ledger. It asks first, unless --yes.
+
+    \b
+    Examples:
+      optout-mail requests forget 3
+      optout-mail requests forget --all --yes
+    """
+    from optout_mail.ledger import Ledger
+
+    if forget_all == (request_id is not None):
+        raise UsageError(
+            "give a request ID or --all",
+            hint="`optout-mail requests list` shows the ids",
+        )
+    path = state.settings().ledger_path
+    with Ledger(path) as ledger:
+        if request_id is not None:
+            ledger.forget(request_id)
+            click.echo(f"Forgot request #{request_id}.")
+            return
+        count = len(ledger.requests(now=now()))
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "requests forget --all asks first, and there is nobody to ask",
+                    hint="add --yes to forget everything without asking",
+                )
+            click.confirm(
+                f"Forget all {count} request(s) and every recorded mail in {path}?",
+                abort=True,
+            )
+        ledger.forget_all()
+    click.echo(
+        f"Forgot {count} request(s) and every recorded mail; the next scan reads the mailbox "
+        "afresh. A backup was taken first: `optout-mail ledger restore` brings it back."
+    )
+
+
+@requests.command("note")
+@click.argument("request_id", type=int)
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON afterwards.")
+@pass_state
+def requests_note(state: State, request_id: int, text: str, as_json: bool) -> None:
+    """Add your own note to a request's timeline (what you did, what Meta said elsewhere).
+
+    \b
+    Example:
+      optout-mail requests note 3 "answered Meta's request for evidence by mail"
+    """
     from optout_mail.ledger import Ledger
 
     with Ledger(state.settings().ledger_path) as ledger:
-        ledger.forget(request_id)
-    click.echo(f"Forgot request #{request_id}.")
+        request = ledger.note(request_id, text, now=now())
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"Noted on request #{request_id}.")
+
+
+@requests.command("set-state")
+@click.argument("request_id", type=int)
+@click.argument("new_state", metavar="STATE", type=click.Choice([s.value for s in StateName]))
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON afterwards.")
+@pass_state
+def requests_set_state(state: State, request_id: int, new_state: str, as_json: bool) -> None:
+    """Correct the state of a request by hand, when the mails got it wrong or Meta answered
+    some other way. The timeline records it as your decision ("set by the user"); a mail
+    older than the correction does not undo it, a newer one moves the request as usual.
+
+    \b
+    Example:
+      optout-mail requests set-state 3 honoured
+    """
+    from optout_mail.ledger import Ledger
+
+    with Ledger(state.settings().ledger_path) as ledger:
+        request = ledger.set_state(request_id, StateName(new_state), now=now())
+    if as_json:
+        click.echo(json.dumps(request.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"Request #{request_id} is now {request.state.value} (set by you).")
 
 
 @requests.command("confirm")

@@ -14,15 +14,19 @@ import click
 
 if TYPE_CHECKING:
     from optout_mail.config import Settings
+    from optout_mail.errors import ConfigError
     from optout_mail.rules import RuleSet
 
 
 class State:
     """What the global options leave for the commands; config is loaded on first use."""
 
-    def __init__(self, config_path: Path | None, verbose: int) -> None:
+    def __init__(
+        self, config_path: Path | None, verbose: int, data_dir: Path | None = None
+    ) -> None:
         self.config_path = config_path
         self.verbose = verbose
+        self.data_dir = data_dir  # --data-dir: overrides the config file and the environment
         self._settings: Settings | None = None
         self._rules: RuleSet | None = None
 
@@ -30,8 +34,33 @@ class State:
         if self._settings is None:
             from optout_mail.config import load_config
 
-            self._settings = load_config(self.config_path)
+            settings = load_config(self.config_path)
+            if self.data_dir is not None:
+                settings = settings.model_copy(update={"data_dir": self.data_dir.expanduser()})
+            self._settings = settings
         return self._settings
+
+    def no_accounts(self) -> ConfigError:
+        """The error for a command that needs an account when the config has none: which file
+        was read (or looked for), and how to create one."""
+        import os
+
+        from optout_mail.config import resolve_config_path
+        from optout_mail.errors import ConfigError
+
+        path, _ = resolve_config_path(self.config_path, os.environ)
+        if not path.is_file():
+            return ConfigError(
+                f"no config file: looked for {path}",
+                hint="create it with `optout-mail init` (your address, server and password), "
+                "or name another with --config; to try optout-mail on local mail: "
+                "optout-mail scan --source PATH",
+            )
+        return ConfigError(
+            f"{path} configures no account",
+            hint="add one with `optout-mail init --force`, or an [accounts.NAME] table (see "
+            "the README); to scan local mail: optout-mail scan --source PATH",
+        )
 
     def rules(self) -> RuleSet:
         if self._rules is None:

@@ -190,7 +190,12 @@ def _shown(key: str, value: Any) -> Any:
 
 @click.group("config")
 def config_group() -> None:
-    """The configuration as optout-mail sees it."""
+    """The configuration as optout-mail sees it.
+
+    \b
+    Example:
+      optout-mail config show
+    """
 
 
 @config_group.command("show")
@@ -217,6 +222,8 @@ def config_show(state: State, as_json: bool) -> None:
     values = []
     for key_path, value in _leaves(settings):
         source, origin = source_of(key_path, data, os.environ, file)
+        if key_path == ("data_dir",) and state.data_dir is not None:
+            source, origin = "option", "--data-dir"
         values.append(
             {
                 "key": ".".join(key_path),

@@ -215,7 +215,7 @@ class IMAPSession:
             is_last = start + FETCH_CHUNK >= len(uids)
             high = max(chunk[-1], done) if is_last else chunk[-1]
             cursor = Cursor(name, folder, uidvalidity, high, uidnext)
-            yield Batch(folder=folder, mails=mails, cursor=cursor)
+            yield Batch(folder=folder, mails=mails, cursor=cursor, total=len(uids))
         if not uids:
             cursor = Cursor(name, folder, uidvalidity, done, uidnext)
             yield Batch(folder=folder, mails=[], cursor=cursor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT = 15.0  # seconds for the TCP connect, however long the account's timeout
+X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH = 62, 64  # OpenSSL's verify codes
 SASL_MECHANISM = {"xoauth2": "XOAUTH2", "oauthbearer": "OAUTHBEARER"}
 OAUTH2_SCOPES = (
     "Gmail: https://mail.google.com/, "
@@ -39,8 +42,9 @@ def connect(name: str, account: Account, secret: Callable[[], str]) -> IMAPClien
     from imapclient import IMAPClient, SocketTimeout
 
     context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
-    timeout = SocketTimeout(connect=min(15.0, account.timeout), read=account.timeout)
+    timeout = SocketTimeout(connect=connect_timeout(account), read=account.timeout)
     client: IMAPClient | None = None
+    started = time.monotonic()
     try:
         client = IMAPClient(
             account.host,
@@ -59,7 +63,7 @@ def connect(name: str, account: Account, secret: Callable[[], str]) -> IMAPClien
     except BaseException as exc:
         if client is not None:
             shutdown(client)
-        error = connection_error(name, account, exc)
+        error = connection_error(name, account, exc, waited=time.monotonic() - started)
         if error is None:
             raise
         raise error from None
@@ -107,14 +111,29 @@ def _oauth2_login(
             )
 
 
-def connection_error(name: str, account: Account, exc: BaseException) -> SourceError | None:
-    """The user-facing error for a failed connect/login; None for exceptions of our own."""
+def connect_timeout(account: Account) -> float:
+    """Seconds to wait for the TCP connection: the account's timeout, at most CONNECT_TIMEOUT."""
+    return min(CONNECT_TIMEOUT, account.timeout)
+
+
+def connection_error(
+    name: str, account: Account, exc: BaseException, *, waited: float | None = None
+) -> SourceError | None:
+    """The user-facing error for a failed connect/login; None for exceptions of our own.
+    `waited`: seconds since the connect began, to name the timeout that ran out."""
     from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
     where = f"{account.host}:{account.effective_port}"
     prefix = f"account {name}:"
     if isinstance(exc, SourceError):
         return exc
+    if isinstance(exc, ssl.SSLCertVerificationError) and _name_mismatch(exc):
+        return SourceError(
+            f"{prefix} the certificate of {where} is made out to another name, not "
+            f"{account.host} ({exc.verify_message})",
+            hint="check `host`: it must be the name the server's certificate is made out to "
+            "(e.g. imap.example.org rather than an alias or an IP address)",
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
         return SourceError(
             f"{prefix} the certificate of {where} cannot be trusted ({exc.verify_message})",
@@ -146,13 +165,26 @@ def connection_error(name: str, account: Account, exc: BaseException) -> SourceE
             hint="check `host` and `port`, and that the server is running",
         )
     if isinstance(exc, TimeoutError):
+        # The TCP connect has a shorter limit than every read after it: name the one that ran
+        # out (a connect that timed out waited about connect_timeout, well short of timeout).
+        limit = account.timeout
+        if waited is not None and waited < account.timeout - 1:
+            limit = connect_timeout(account)
         return ConnectionLost(
-            f"{prefix} {where} did not answer within {account.timeout:g} s",
+            f"{prefix} {where} did not answer within {limit:g} s",
             hint="check the network, or raise `timeout`",
         )
     if isinstance(exc, OSError | IMAPClientError):
         return ConnectionLost(f"{prefix} the connection to {where} failed ({clean(exc)})")
     return None
+
+
+def _name_mismatch(exc: ssl.SSLCertVerificationError) -> bool:
+    """The certificate is valid but made out to another host name (or IP address)."""
+    return exc.verify_code in (
+        X509_V_ERR_HOSTNAME_MISMATCH,
+        X509_V_ERR_IP_ADDRESS_MISMATCH,
+    ) or "mismatch" in str(exc.verify_message or "")
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from optout_mail.config import Account
 from optout_mail.errors import SourceError
-from optout_mail.sources.imap_connect import connection_error
+from optout_mail.sources.imap_connect import connect_timeout, connection_error
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,10 @@ def probe_transport(name: str, account: Account) -> tuple[Stage, Stage | None]:
     where = f"{account.host}:{account.effective_port}"
     try:
         sock = socket.create_connection(
-            (account.host, account.effective_port), timeout=min(15.0, account.timeout)
+            (account.host, account.effective_port), timeout=connect_timeout(account)
         )
     except OSError as exc:
-        return _failed(name, account, exc), None
+        return _failed(name, account, exc, waited=0.0), None  # the connect's own limit
     with sock:
         reached = Stage(True, f"{where} answers")
         if account.security == "plain":
@@ -79,6 +79,10 @@ def _read_reply(sock: socket.socket, prefix: bytes) -> bytes:
             return line
 
 
-def _failed(name: str, account: Account, exc: BaseException) -> Stage:
-    error = connection_error(name, account, exc) or SourceError(f"{type(exc).__name__}: {exc}")
+def _failed(
+    name: str, account: Account, exc: BaseException, *, waited: float | None = None
+) -> Stage:
+    error = connection_error(name, account, exc, waited=waited) or SourceError(
+        f"{type(exc).__name__}: {exc}"
+    )
     return Stage(False, error.message.removeprefix(f"account {name}: "), error.hint or "")
