@@ -9,13 +9,14 @@ mail, counted from the private notification server). Prints a markdown table, wr
 benchmarks/results/faults.json, exits 0 only if every fault was survived with nothing lost or
 doubled.
 
-    .venv/bin/python benchmarks/faults.py            # 5 runs per fault, about 15 minutes
-    .venv/bin/python benchmarks/faults.py --quick    # 2 runs per fault, about 5 minutes
+    .venv/bin/python benchmarks/faults.py            # 5 runs per fault, about 10 minutes
+    .venv/bin/python benchmarks/faults.py --quick    # 2 runs per fault, about 4-5 minutes
     .venv/bin/python benchmarks/faults.py --only stall --runs 1
 
 Needs Debian dovecot-imapd, dbus-daemon and python3-dbusmock (as the daemon tests do); the
 disk-full fault needs root for `mount -t tmpfs` (else a loop file system, else it is skipped).
-Every wait is bounded.
+Every wait is bounded. FAULTS_LOG=1 prints the end of the daemon log after every fault (it is
+printed anyway for a fault that was not survived cleanly).
 """
 
 from __future__ import annotations
