@@ -57,3 +57,26 @@ def test_the_packs_read_the_blind_corpora(
     ]
     exact = sum(r.verdict == "exact" for r in scored) / len(scored)
     assert exact >= floor, f"{exact:.1%} exact; misread: {misread}"
+
+
+def test_metas_everyday_notifications_are_never_an_answer(rule_set: RuleSet) -> None:
+    """Comments, friend requests, memories, log-in alerts as a heavy user gets thousands of
+    them (the benchmark mailboxes' generator): none may be read as an answer or a code."""
+    import random
+    from datetime import UTC, datetime
+
+    from optout_mail.model import RawMail
+    from optout_mail.parse import parse
+    from optout_mail.rules import classify
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.mailboxes import meta_notification
+
+    rnd = random.Random(7)
+    read = []
+    for n in range(300):
+        _subject, data = meta_notification(rnd, datetime(2025, 5, 1, tzinfo=UTC), n)
+        result = classify(parse(RawMail(data, f"n{n}")), rule_set)
+        if result.outcome is not None:
+            read.append(f"{n}: {result.outcome} by {result.rule}")
+    assert read == []

@@ -48,13 +48,19 @@ def compile_set(
             problems.append(f"{where}: lexicon set {name!r}: bad term {term!r}: {exc}")
             return None
     # A term that starts with a letter or digit starts at a word start; "?" or "\\w+n't" do not.
-    alternatives = (f"(?<!\\w)(?:{t})" if t[:1].isalnum() else f"(?:{t})" for t in folded)
+    alternatives = (f"(?<!\\w)(?:{t})" if _starts_a_word(t) else f"(?:{t})" for t in folded)
     pattern = re.compile("|".join(alternatives))
     literals = [required_literal(re.compile(t)) for t in folded]
     needles = None
     if all(literals):
         needles = tuple(dict.fromkeys(n for lit in literals if lit for n in lit))
     return TermSet(name=name, language=language, terms=folded, pattern=pattern, needles=needles)
+
+
+def _starts_a_word(term: str) -> bool:
+    """Whether a term starts with a word (a letter, a digit, a group, `\\w`): then it must
+    match at a word start; "?", "^" or punctuation match where they are."""
+    return term[:1].isalnum() or term[:1] in "([" or term.startswith("\\w")
 
 
 def compile_lexicon(

@@ -15,7 +15,7 @@ from optout_mail.rules.conditions import RuleTrace, regex_extract, try_rule
 from optout_mail.rules.extract import extract_code, extract_reference
 from optout_mail.rules.prefilter import any_in
 from optout_mail.rules.reading import Texts, mail_languages
-from optout_mail.rules.text import drop_quoted_spans, split_own_words
+from optout_mail.rules.text import drop_links, drop_quoted_spans, split_own_words
 
 ANSWERS = frozenset({Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO, Outcome.CODE})
 # Answers that cannot both be true of one request: when rules for both match, the mail is
@@ -178,7 +178,7 @@ def _html_disagrees(rule: Rule, pack: Pack, texts: Texts, code: str | None) -> s
 
     html = Texts(
         subject=texts.subject,
-        body=drop_quoted_spans(split_own_words(html_to_text(texts.html_body))[0]),
+        body=drop_links(drop_quoted_spans(split_own_words(html_to_text(texts.html_body))[0])),
     )
     other = extract_code(html.sentences, html.hits(near))
     if other is not None and other != code:

@@ -11,6 +11,7 @@ from optout_mail.model import Message
 from optout_mail.rules.compiled import Guard, Pack, TermSet
 from optout_mail.rules.prefilter import any_in
 from optout_mail.rules.text import (
+    drop_links,
     drop_quoted_spans,
     fold,
     normalise,
@@ -41,7 +42,7 @@ class Texts:
         own, _quoted = split_own_words(message.text[:RULE_TEXT_CHARS])
         return cls(
             subject=drop_quoted_spans(message.subject[:1000]),
-            body=drop_quoted_spans(own),
+            body=drop_links(drop_quoted_spans(own)),
             html_body=message.html,
         )
 

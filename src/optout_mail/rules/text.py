@@ -156,3 +156,12 @@ def drop_quoted_spans(text: str) -> str:
         return match.group(0)
 
     return _QUOTED_SPAN.sub(replace, text)
+
+
+_LINK = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
+
+
+def drop_links(text: str) -> str:
+    """Links and addresses replaced by a marker: their random words and digits ("bcode=",
+    story ids) are no part of what a mail says."""
+    return _LINK.sub(" [link] ", text)
