@@ -115,3 +115,22 @@ def test_a_broken_mail_is_counted_and_the_pass_goes_on(
     summary = scan(maildir, ledger, rule_set, Recorder())
     assert summary.total("examined") == len(MAILS) + 2
     assert len(ledger.requests(now=NOW)) == 3
+
+
+def test_a_ledger_restored_from_a_backup_never_shows_a_popup_twice(
+    maildir: Path, tmp_path: Path, rule_set: RuleSet
+) -> None:
+    path = tmp_path / "data" / "ledger.sqlite3"
+    recorder = Recorder()
+    with Ledger(path) as ledger:
+        scan(maildir, ledger, rule_set, recorder)
+    shown = len(recorder.popups)
+    assert shown > 0
+    # The restored backup predates these mails: they are recorded again, and must stay quiet.
+    for leftover in path.parent.glob("ledger.sqlite3*"):
+        leftover.unlink()
+    again = Recorder()
+    with Ledger(path) as ledger:
+        summary = scan(maildir, ledger, rule_set, again)
+    assert summary.total("recorded") > 0
+    assert again.popups == []

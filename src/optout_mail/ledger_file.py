@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from optout_mail.errors import LedgerDamaged, LedgerError
 
@@ -114,6 +115,16 @@ def private_temp(folder: Path, prefix: str) -> Path:
     os.fchmod(fd, 0o600)
     os.close(fd)
     return Path(name)
+
+
+@contextlib.contextmanager
+def private_append(path: Path) -> Iterator[IO[str]]:
+    """`path` opened for appending text, created 0600 whatever the umask, flushed to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
 """The popups the ledger remembers: which were delivered, which wait for another try.
 
 A popup counts as shown only once a desktop took it. `shown_at` holds the first try while it
-is undelivered and the delivery time after; `claim` keeps two senders from racing.
+is undelivered and the delivery time after; `claim` keeps two senders from racing. The mails
+whose popup was shown are also noted beside the ledger (`popups-shown`), so that a ledger
+restored from a backup, which records a newer mail again, does not show its popup twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +34,7 @@ class PopupRecords:
         self._db = db
         self._path = path
         self._transaction = transaction
+        self._shown_mails: set[str] | None = None  # read from the side file on first use
 
     @contextmanager
     def claim(self) -> Iterator[None]:
@@ -74,3 +78,41 @@ class PopupRecords:
                                   THEN excluded.shown_at ELSE popups.shown_at END""",
                 (key, iso(now), int(delivered)),
             )
+
+    # -- mails whose popup was shown, kept outside the ledger file ---------------------------
+
+    def _side_file(self) -> Path | None:
+        return self._path.with_name("popups-shown") if isinstance(self._path, Path) else None
+
+    def _mails(self) -> set[str]:
+        if self._shown_mails is None:
+            side = self._side_file()
+            try:
+                lines = side.read_text("ascii").split() if side is not None else []
+            except FileNotFoundError:
+                lines = []
+            self._shown_mails = set(lines)
+        return self._shown_mails
+
+    def mail_shown(self, mail: str) -> bool:
+        """Whether the popup of this mail (see `mail_key`) was shown, even before a restore."""
+        return _digest(mail) in self._mails()
+
+    def remember_mail(self, mail: str) -> None:
+        digest = _digest(mail)
+        if digest in self._mails():
+            return
+        self._mails().add(digest)
+        side = self._side_file()
+        if side is not None:
+            with ledger_file.private_append(side) as handle:
+                handle.write(digest + "\n")
+
+
+def mail_key(message_id: str, sender: str, outcome: str) -> str:
+    """What makes "the popup of this mail" the same after the ledger was restored."""
+    return f"{message_id}|{sender}|{outcome}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

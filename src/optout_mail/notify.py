@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from optout_mail.desktop import Popup
 from optout_mail.errors import UnknownRequest
 from optout_mail.ledger import Ledger
+from optout_mail.ledger_popups import mail_key
 from optout_mail.lifecycle import WAITING_FOR_META, code_expired
 from optout_mail.model import (
     COMPLAINT_HINT,
@@ -180,13 +181,18 @@ class PopupNotifier:
         for change in changes:
             popup = popup_for(change, show_codes=self._show_codes, now=now)
             key = f"event:{change.event.id}"
+            event = change.event
+            mail = mail_key(event.message_id, event.sender, event.outcome.value)
+            if popup is not None and self._ledger.popups.mail_shown(mail):
+                self._mark_shown(key)  # shown before the ledger was restored from a backup
+                continue
             if first_scan:
                 self._history.append(change)
                 if popup is not None and change.event.outcome is not Outcome.CODE:
-                    self._mark_shown(key)
+                    self._mark_shown(key, mail)
                     continue
             if popup is not None:
-                self._show(key, popup)
+                self._show(key, popup, mail)
 
     def first_scan_done(self) -> None:
         """One popup summing up the history the first scans since the last call recorded (the
@@ -209,11 +215,13 @@ class PopupNotifier:
         if popup is not None:
             self._show(f"first-scan:{changes[0].event.id}", popup)
 
-    def _mark_shown(self, key: str) -> None:
+    def _mark_shown(self, key: str, mail: str | None = None) -> None:
         """Note popup `key` as shown without showing it, so that it never comes later."""
         with self._ledger.popups.claim():
             if not self._ledger.popups.delivered(key):
                 self._ledger.popups.mark(key, delivered=True, now=self._clock())
+            if mail is not None:
+                self._ledger.popups.remember_mail(mail)
 
     def remind_overdue(self, requests: Sequence[RequestView]) -> int:
         """Pop up each overdue request once; returns how many a desktop took."""
@@ -232,10 +240,15 @@ class PopupNotifier:
             popup = self._rebuild(key, now)
             if popup is None:
                 continue
-            if not self._show(key, popup):
+            if not self._show(key, popup, self._mail_of(key)):
                 break  # no desktop now: the rest waits for the next pass
             shown += 1
         return shown
+
+    def _mail_of(self, key: str) -> str | None:
+        kind, _, number = key.partition(":")
+        event = self._ledger.event(int(number)) if kind == "event" and number.isdigit() else None
+        return None if event is None else mail_key(event.message_id, event.sender, event.outcome)
 
     def _rebuild(self, key: str, now: datetime) -> Popup | None:
         """The popup `key` stands for, as the ledger has it now; None if it no longer applies."""
@@ -264,7 +277,7 @@ class PopupNotifier:
         )
         return popup_for(change, show_codes=self._show_codes, now=self._clock())
 
-    def _show(self, key: str, popup: Popup) -> bool:
+    def _show(self, key: str, popup: Popup, mail: str | None = None) -> bool:
         """Send `popup` unless a desktop took it already; True when one takes it now. A popup
         no desktop took is noted undelivered, to be tried again (`retry_undelivered`)."""
         with self._ledger.popups.claim():
@@ -275,6 +288,8 @@ class PopupNotifier:
                     return False
             delivered = self._send(popup)
             self._ledger.popups.mark(key, delivered=delivered, now=self._clock())
+            if delivered and mail is not None:
+                self._ledger.popups.remember_mail(mail)
         # The journal keeps what it is told: a one-time code never goes there.
         title = _CODE_IN_TITLE.sub("******", popup.title)
         log.info("popup %s: %s (%s)", key, title, "shown" if delivered else "not delivered")
