@@ -21,6 +21,7 @@ from optout_mail.model import Batch, Cursor, RawMail
 from optout_mail.rules import Trust
 from optout_mail.sources.credentials import secret_for
 from optout_mail.sources.imap_connect import clean, connect, logout, shutdown, stall_timeout
+from optout_mail.sources.imap_folders import LockedAccount, SessionFolder
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
@@ -351,60 +352,6 @@ class IMAPSession:
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         return ConnectionLost(f"account {self.source.name}: connection lost ({clean(exc)})")
-
-
-@dataclass
-class SessionFolder:
-    """One folder on an open session, as a pipeline source."""
-
-    session: IMAPSession
-    folder: str
-
-    @property
-    def name(self) -> str:
-        return self.session.source.name
-
-    @property
-    def address(self) -> str | None:
-        return self.session.source.address
-
-    @property
-    def problems(self) -> list[str]:
-        return self.session.source.problems
-
-    @property
-    def trust(self) -> Trust:
-        return self.session.source.trust
-
-    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        return self.session.folder_batches(self.folder, cursor_for(self.folder))
-
-
-@dataclass
-class LockedAccount:
-    """Every folder of an account on a fresh session, each scanned under its folder lock."""
-
-    source: IMAPSource
-    lock_for: FolderLock
-
-    @property
-    def name(self) -> str:
-        return self.source.name
-
-    @property
-    def address(self) -> str | None:
-        return self.source.address
-
-    @property
-    def problems(self) -> list[str]:
-        return self.source.problems
-
-    @property
-    def trust(self) -> Trust:
-        return self.source.trust
-
-    def batches(self, cursor_for: Callable[[str], Cursor | None]) -> Iterator[Batch]:
-        return self.source.scan_folders(cursor_for, self.lock_for)
 
 
 class FolderMissing(SourceError):
