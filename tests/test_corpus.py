@@ -36,8 +36,9 @@ def _scorer() -> ModuleType:
         ("paraphrase", {"dev"}, 0.95),
         ("paraphrase", {"holdout"}, 0.95),
         ("blind2", {"holdout"}, 0.80),
+        ("blind3", {"holdout"}, 0.85),
     ],
-    ids=["round 1 dev", "round 1 holdout", "round 2"],
+    ids=["round 1 dev", "round 1 holdout", "round 2", "round 3"],
 )
 def test_the_packs_read_the_blind_corpora(
     folder: str, halves: set[str], floor: float, rule_set: RuleSet
