@@ -28,6 +28,12 @@ class Outcome(StrEnum):
     UNCLEAR = "unclear"
 
 
+# The outcomes that answer a request: what a forged mail must never put in the ledger or a popup.
+ANSWER_OUTCOMES = frozenset(
+    {Outcome.CODE, Outcome.RECEIVED, Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO}
+)
+
+
 class Kind(StrEnum):
     """Which of Meta's forms a request went through."""
 

@@ -20,6 +20,7 @@ from optout_mail.ledger import Ledger
 from optout_mail.ledger_popups import mail_key
 from optout_mail.lifecycle import WAITING_FOR_META, code_expired
 from optout_mail.model import (
+    ANSWER_OUTCOMES,
     COMPLAINT_HINT,
     Change,
     EventView,
@@ -32,14 +33,9 @@ from optout_mail.model import (
 log = logging.getLogger(__name__)
 
 RETRY_FOR = timedelta(days=1)  # an undelivered popup is tried again for a day after its first try
-CODE_VALID = timedelta(hours=1)  # Meta's one-time codes expire within the hour
 
 
 _CODE_IN_TITLE = re.compile(r"\d{3,8}(?:[ -]\d{3,4})?")
-
-ANSWERS = frozenset(
-    {Outcome.CODE, Outcome.RECEIVED, Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO}
-)
 
 
 def popup_for(change: Change, *, show_codes: bool, now: datetime | None = None) -> Popup | None:
@@ -55,7 +51,7 @@ def popup_for(change: Change, *, show_codes: bool, now: datetime | None = None) 
             "links or enter a password. Your ledger is unchanged.",
             urgency="critical",
         )
-    if event.authentic is None and event.outcome in ANSWERS | {Outcome.UNCLEAR}:
+    if event.authentic is None and event.outcome in ANSWER_OUTCOMES | {Outcome.UNCLEAR}:
         return Popup(
             title=f"Unverified mail claiming to be from Meta ({event.sender})",
             body=f"“{event.subject}” could not be verified, so your ledger is unchanged. If "
@@ -139,7 +135,7 @@ def first_scan_popup(requests: Sequence[RequestView], events: Sequence[EventView
     if overdue:
         parts.append(f"{overdue} overdue")
     phishing = sum(e.authentic is False for e in events)
-    unverified = sum(e.authentic is None and e.outcome in ANSWERS for e in events)
+    unverified = sum(e.authentic is None and e.outcome in ANSWER_OUTCOMES for e in events)
     if not requests and not phishing and not unverified:
         return None
     noun = "request" if len(requests) == 1 else "requests"
@@ -266,7 +262,7 @@ class PopupNotifier:
             return None
         if event.outcome is Outcome.CODE and (
             event.received_at is None
-            or now - datetime.fromisoformat(event.received_at) > CODE_VALID
+            or code_expired(datetime.fromisoformat(event.received_at), now)
         ):
             return None  # an expired code is never popped up
         owner = event.request_id

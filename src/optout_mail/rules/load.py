@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from optout_mail.errors import RuleError
-from optout_mail.model import Outcome
+from optout_mail.model import ANSWER_OUTCOMES, Outcome
 from optout_mail.rules.compiled import Clause, Condition, Guard, Pack, Rule, RuleSet, TermSet
 from optout_mail.rules.lexicon import clause_from, clause_gate, compile_lexicon
 from optout_mail.rules.prefilter import gate, required_literal
@@ -29,16 +29,7 @@ from optout_mail.rules.schema import (
 
 # Outcomes that answer a request (or say Meta wrote about it): the pack's `never_an_answer`
 # guards veto them all.
-ANSWERS = frozenset(
-    {
-        Outcome.CODE,
-        Outcome.RECEIVED,
-        Outcome.HONOURED,
-        Outcome.REJECTED,
-        Outcome.NEEDS_INFO,
-        Outcome.UNCLEAR,
-    }
-)
+ANSWERS = ANSWER_OUTCOMES | {Outcome.UNCLEAR}
 
 _FLAGS = re.IGNORECASE | re.UNICODE
 _FIELDS = ("subject", "body", "text")

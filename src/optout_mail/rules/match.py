@@ -17,7 +17,6 @@ from optout_mail.rules.prefilter import any_in
 from optout_mail.rules.reading import Texts, mail_languages
 from optout_mail.rules.text import drop_links, drop_quoted_spans, split_own_words
 
-ANSWERS = frozenset({Outcome.HONOURED, Outcome.REJECTED, Outcome.NEEDS_INFO, Outcome.CODE})
 # Answers that cannot both be true of one request: when rules for both match, the mail is
 # `unclear`. A refusal that mentions what evidence would help is still a refusal (priority).
 CONFLICTS = frozenset(
