@@ -99,8 +99,8 @@ def _parse_with_mailparser(data: bytes, defects: list[str], raw: bytes) -> Messa
         date=_utc(mail.date),
         text=text[:MAX_TEXT_CHARS],
         html=html,
-        in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
-        references=tuple(_header_text(std.get("References")).split()),
+        in_reply_to=header_text(std.get("In-Reply-To")).strip(),
+        references=tuple(header_text(std.get("References")).split()),
         trace=trace_headers(std),
         from_headers=_raw_values(std, "from"),
         defects=tuple(defects),
@@ -115,7 +115,7 @@ def _parse_headers_only(data: bytes, defects: list[str], raw: bytes) -> Message:
     to = [addr.lower() for _n, addr in email.utils.getaddresses(std.get_all("To", [])) if addr]
     date: datetime | None
     try:
-        date = _utc(email.utils.parsedate_to_datetime(_header_text(std.get("Date"))))
+        date = _utc(email.utils.parsedate_to_datetime(header_text(std.get("Date"))))
     except (TypeError, ValueError, IndexError):
         date = None
     return Message(
@@ -123,11 +123,11 @@ def _parse_headers_only(data: bytes, defects: list[str], raw: bytes) -> Message:
         from_address=from_address,
         from_name=from_name,
         to=tuple(to),
-        subject=_one_line(_header_text(std.get("Subject"))),
+        subject=_one_line(header_text(std.get("Subject"))),
         date=date,
         text="",
-        in_reply_to=_header_text(std.get("In-Reply-To")).strip(),
-        references=tuple(_header_text(std.get("References")).split()),
+        in_reply_to=header_text(std.get("In-Reply-To")).strip(),
+        references=tuple(header_text(std.get("References")).split()),
         trace=trace_headers(std),
         from_headers=_raw_values(std, "from"),
         defects=tuple(defects),
@@ -181,21 +181,21 @@ def _first_address(parsed: list[Any], raw_header: object) -> tuple[str, str]:
         if address and "@" in address:
             return str(name or "").strip(), str(address).strip().lower()
     # mail-parser drops addresses it finds ambiguous; the raw header may still name one.
-    name, address = email.utils.parseaddr(_header_text(raw_header))
+    name, address = email.utils.parseaddr(header_text(raw_header))
     if "@" in address:
         return name.strip(), address.strip().lower()
     return name.strip(), ""
 
 
 def _message_id(value: object, data: bytes) -> str:
-    text = _header_text(value).strip()
+    text = header_text(value).strip()
     if text:
         return text.split()[0]
     # Without a Message-ID the content itself identifies the mail, so a rescan still dedupes.
     return "<sha256:" + hashlib.sha256(data).hexdigest() + "@optout-mail.invalid>"
 
 
-def _header_text(value: object) -> str:
+def header_text(value: object) -> str:
     if value is None:
         return ""
     try:

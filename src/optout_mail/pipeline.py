@@ -23,6 +23,7 @@ from optout_mail.mailstore import MailStore
 from optout_mail.model import Batch, Change, Cursor, Observation, RawMail, request_label
 from optout_mail.parse import parse
 from optout_mail.rules import DnsLookup, RuleSet, Trust, classify
+from optout_mail.triage import could_match
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,8 @@ def _observe(
 ) -> Observation | None:
     summary.examined += 1
     try:
+        if not could_match(mail, rules):
+            return None  # no rule can match it: never parsed (see triage)
         message = parse(mail)
         classification = classify(message, rules, source.trust, dkim_dns=dkim_dns)
     except Exception:

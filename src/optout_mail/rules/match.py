@@ -47,7 +47,8 @@ def explain(message: Message, rule_set: RuleSet) -> Explanation:
     return _run(message, rule_set, explain=True)
 
 
-def _find_pack(rule_set: RuleSet, domain: str) -> tuple[Pack, str, bool] | None:
+def find_pack(rule_set: RuleSet, domain: str) -> tuple[Pack, str, bool] | None:
+    """(pack, platform, lookalike) for a sender domain; None when no pack covers it."""
     for pack in rule_set.packs:
         platform = pack.sender_platform(domain)
         if platform:
@@ -67,7 +68,7 @@ class _Match:
 
 def _run(message: Message, rule_set: RuleSet, *, explain: bool) -> Explanation:
     domain = message.from_domain
-    found = _find_pack(rule_set, domain)
+    found = find_pack(rule_set, domain)
     if found is None:
         note = f"sender {domain or '(none)'} is not covered by any rule pack"
         return Explanation(Classification(outcome=None, notes=(note,)), None, domain, ())
