@@ -28,6 +28,11 @@ from optout_mail.triage import could_match
 log = logging.getLogger(__name__)
 
 
+# The rule set, or a function that loads it: called only when a mail is to be examined, so a
+# scan with nothing new never compiles a rule.
+Rules = RuleSet | Callable[[], RuleSet]
+
+
 class Source(Protocol):
     @property
     def name(self) -> str:
@@ -153,7 +158,7 @@ class ScanSummary:
 def run_sources(
     sources: Sequence[Source],
     *,
-    rules: RuleSet,
+    rules: Rules,
     ledger: Ledger,
     clock: Callable[[], datetime],
     notifier: Notifier | None = None,
@@ -184,7 +189,7 @@ def run_sources(
 def run_source(
     source: Source,
     *,
-    rules: RuleSet,
+    rules: Rules,
     ledger: Ledger,
     clock: Callable[[], datetime],
     notifier: Notifier | None = None,
@@ -312,10 +317,12 @@ def _observe(
     source: Source,
     folder: str,
     summary: FolderSummary,
-    rules: RuleSet,
+    rules: Rules,
     dkim_dns: DnsLookup | None,
 ) -> Observation | None:
     summary.examined += 1
+    if not isinstance(rules, RuleSet):
+        rules = rules()
     try:
         if not could_match(mail, rules):
             return None  # no rule can match it: never parsed (see triage)

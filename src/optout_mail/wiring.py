@@ -15,7 +15,7 @@ from optout_mail.desktop import Popup
 from optout_mail.errors import ConfigError, UsageError
 from optout_mail.ledger import Ledger
 from optout_mail.notify import PopupNotifier
-from optout_mail.pipeline import Source
+from optout_mail.pipeline import Rules, Source
 from optout_mail.rules import RuleSet, Trust
 from optout_mail.sources.imap import IMAPSource
 from optout_mail.sources.local import LocalSource
@@ -23,17 +23,25 @@ from optout_mail.sources.local import LocalSource
 SendPopup = Callable[[Popup], bool]
 
 
-def imap_source(name: str, account: Account, rules: RuleSet) -> IMAPSource:
-    """Account `name`, searching the server for the senders the rule packs know."""
-    return IMAPSource(
-        name,
-        account,
-        sender_domains=rules.sender_domains(),
-        search_words=rules.lookalike_words(),
-    )
+def imap_source(name: str, account: Account, rules: Rules) -> IMAPSource:
+    """Account `name`, searching the server for the senders the rule packs know. Given a
+    function that loads the rules, they are loaded only when a SEARCH is sent."""
+    if isinstance(rules, RuleSet):
+        return IMAPSource(
+            name,
+            account,
+            sender_domains=rules.sender_domains(),
+            search_words=rules.lookalike_words(),
+        )
+
+    def terms() -> tuple[str, ...]:
+        loaded = rules()
+        return (*loaded.sender_domains(), *loaded.lookalike_words())
+
+    return IMAPSource(name, account, sender_domains=(), search_terms=terms)
 
 
-def account_sources(settings: Settings, rules: RuleSet) -> list[IMAPSource]:
+def account_sources(settings: Settings, rules: Rules) -> list[IMAPSource]:
     """Every configured account, by name."""
     return [
         imap_source(name, account, rules) for name, account in sorted(settings.accounts.items())
@@ -42,7 +50,7 @@ def account_sources(settings: Settings, rules: RuleSet) -> list[IMAPSource]:
 
 def scan_sources(
     settings: Settings,
-    rules: RuleSet,
+    rules: Rules,
     source_path: Path | None,
     names: Sequence[str] = (),
     *,

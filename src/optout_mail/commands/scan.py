@@ -84,7 +84,7 @@ def scan(
             f"--source {source_path}",
             err=True,
         )
-    rule_set = state.rules()
+    rule_set = state.rules  # loaded when a SEARCH is sent or a mail is read, not before
     sources = wiring.scan_sources(
         settings, rule_set, source_path, account_names, trust_ids=authserv_ids(trust_ids)
     )

@@ -50,6 +50,9 @@ class IMAPSource:
     search_words: Sequence[str] = ()  # lookalike words: extra FROM terms for the SEARCH
     problems: list[str] = field(default_factory=list)
     secret: Callable[[], str] | None = None  # password or token; default: credentials
+    # the FROM terms, asked for only when a SEARCH is sent (a rescan with nothing new
+    # then never loads the rule packs); default: sender_domains and search_words
+    search_terms: Callable[[], Sequence[str]] | None = None
 
     @property
     def address(self) -> str | None:
@@ -319,7 +322,8 @@ class IMAPSession:
     def _search(self, last_uid: int) -> list[int]:
         source = self.source
         criteria: list[Any] = ["UID", f"{last_uid + 1}:*"]
-        terms = sorted(set(source.sender_domains) | set(source.search_words))
+        given = source.search_terms() if source.search_terms else ()
+        terms = sorted(set(source.sender_domains) | set(source.search_words) | set(given))
         criteria += _or_chain(["FROM", term] for term in terms)
         if last_uid == 0:
             criteria += ["SINCE", source.account.since]
