@@ -181,6 +181,7 @@ class Batch:
     cursor: Cursor | None = None
     filtered: int = 0  # new mails the server-side search ruled out (never downloaded)
     total: int | None = None  # how many mails this folder's pass brings, when known up front
+    ruled_out: int = 0  # mails examined by their text parts alone: no rule can match them
 
 
 @dataclass(frozen=True)

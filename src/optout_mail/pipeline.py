@@ -212,7 +212,7 @@ def run_source(
 
 def _scan_source(
     source: Source,
-    rules: RuleSet,
+    rules: Rules,
     ledger: Ledger,
     clock: Callable[[], datetime],
     notifier: Notifier | None,
@@ -233,6 +233,7 @@ def _scan_source(
     for batch in source.batches(cursor_for):
         folder_summary = summary.folder(source.name, batch.folder)
         folder_summary.filtered += batch.filtered
+        folder_summary.examined += batch.ruled_out
         # Only a source that keeps cursors (IMAP) has a first scan; a local one has none.
         if batch.cursor is not None and batch.folder in unseen:
             folder_summary.first_scan = True

@@ -48,7 +48,9 @@ def could_match(raw: RawMail, rules: RuleSet) -> bool:
             subject = _subject(std)
     except Exception:  # hostile input: the full path knows how to fail gracefully
         return True
-    if text is None:
+    if text is None or not text.strip():
+        # No text: the full path may read the HTML that a stand-in of the text parts (see
+        # sources/imap_fetch) left out, or nothing at all; either way, let it decide.
         return True
     for domain in covered:
         message = Message(

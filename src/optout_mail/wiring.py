@@ -14,31 +14,41 @@ from optout_mail.config import Account, Settings
 from optout_mail.desktop import Popup
 from optout_mail.errors import ConfigError, UsageError
 from optout_mail.ledger import Ledger
+from optout_mail.model import RawMail
 from optout_mail.notify import PopupNotifier
 from optout_mail.pipeline import Rules, Source
 from optout_mail.rules import RuleSet, Trust
 from optout_mail.sources.imap import IMAPSource
 from optout_mail.sources.local import LocalSource
+from optout_mail.triage import could_match
 
 SendPopup = Callable[[Popup], bool]
 
 
 def imap_source(name: str, account: Account, rules: Rules) -> IMAPSource:
-    """Account `name`, searching the server for the senders the rule packs know. Given a
-    function that loads the rules, they are loaded only when a SEARCH is sent."""
+    """Account `name`, searching the server for the senders the rule packs know, and
+    downloading whole only the mails a rule could match. Given a function that loads the
+    rules, they are loaded only when a SEARCH is sent."""
+
+    def loaded() -> RuleSet:
+        return rules if isinstance(rules, RuleSet) else rules()
+
+    def triage(mail: RawMail) -> bool:
+        return could_match(mail, loaded())
+
     if isinstance(rules, RuleSet):
         return IMAPSource(
             name,
             account,
             sender_domains=rules.sender_domains(),
             search_words=rules.lookalike_words(),
+            triage=triage,
         )
 
     def terms() -> tuple[str, ...]:
-        loaded = rules()
-        return (*loaded.sender_domains(), *loaded.lookalike_words())
+        return (*loaded().sender_domains(), *loaded().lookalike_words())
 
-    return IMAPSource(name, account, sender_domains=(), search_terms=terms)
+    return IMAPSource(name, account, sender_domains=(), search_terms=terms, triage=triage)
 
 
 def account_sources(settings: Settings, rules: Rules) -> list[IMAPSource]:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from optout_mail.config import Account
 from optout_mail.errors import ConnectionLost, SourceError
-from optout_mail.model import Batch, Cursor, RawMail
+from optout_mail.model import Batch, Cursor
 from optout_mail.rules import Trust
 from optout_mail.sources.credentials import secret_for
 from optout_mail.sources.imap_connect import clean, connect, logout, shutdown, stall_timeout
+from optout_mail.sources.imap_fetch import MailFetcher, Triage
 from optout_mail.sources.imap_folders import LockedAccount, SessionFolder
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 50  # UIDs per FETCH: keeps command lines short and batches small
-MAX_FETCH_BYTES = 1 << 20  # Meta's replies are small; a partial fetch bounds huge mails
-BODY_ITEM = f"BODY.PEEK[]<0.{MAX_FETCH_BYTES}>"
 IDLE_REFRESH = 9 * 60  # RFC 2177 asks for < 29 min; NAT boxes drop idle TCP far sooner
 IDLE_CHECK = 30.0  # leave and re-enter IDLE this often: a stalled server is noticed
 STALL_TIMEOUT = 10.0  # DONE and IDLE must be answered this fast (or the account's timeout)
@@ -53,6 +52,9 @@ class IMAPSource:
     # the FROM terms, asked for only when a SEARCH is sent (a rescan with nothing new
     # then never loads the rule packs); default: sender_domains and search_words
     search_terms: Callable[[], Sequence[str]] | None = None
+    # says which mails no rule can match, from their header and text parts alone: those are
+    # never downloaded whole (see imap_fetch); None: every candidate is fetched whole
+    triage: Triage | None = None
 
     @property
     def address(self) -> str | None:
@@ -124,6 +126,7 @@ class IMAPSession:
     def __init__(self, source: IMAPSource, client: IMAPClient) -> None:
         self.source = source
         self._client = client
+        self._fetcher = MailFetcher(client, source.name, source.triage)
         self._can_idle: bool | None = None
         # UIDNEXT of each folder when it was last scanned: a mail that arrives between that
         # scan and the start of IDLE is never announced by IDLE, so it is caught from here.
@@ -215,11 +218,13 @@ class IMAPSession:
         done = max(last_uid, (uidnext or 1) - 1)
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
-            mails = self._fetch(folder, uidvalidity, chunk)
+            mails, ruled_out = self._fetcher.fetch(folder, uidvalidity, chunk)
             is_last = start + FETCH_CHUNK >= len(uids)
             high = max(chunk[-1], done) if is_last else chunk[-1]
             cursor = Cursor(name, folder, uidvalidity, high, uidnext)
-            yield Batch(folder=folder, mails=mails, cursor=cursor, total=len(uids))
+            yield Batch(
+                folder=folder, mails=mails, cursor=cursor, total=len(uids), ruled_out=ruled_out
+            )
         if not uids:
             cursor = Cursor(name, folder, uidvalidity, done, uidnext)
             yield Batch(folder=folder, mails=[], cursor=cursor)
@@ -331,29 +336,6 @@ class IMAPSession:
         # RFC 3501 6.4.8: "n:*" always includes the highest UID, even when it is below n.
         return sorted(int(uid) for uid in uids if int(uid) > last_uid)
 
-    def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> list[RawMail]:
-        from imapclient.exceptions import IMAPClientError
-
-        name = self.source.name
-        try:
-            # A list of ints, never a range string: imapclient 4.1 breaks on "1:*" in fetch.
-            response = self._client.fetch(uids, [BODY_ITEM])
-        except IMAPClientError as exc:
-            raise ConnectionLost(f"account {name}: FETCH failed ({clean(exc)})") from None
-        mails = []
-        for uid in uids:
-            item = response.get(uid)
-            data = _body_of(item) if item else None
-            if data is None:
-                # Deleted by another client between SEARCH and FETCH: nothing to record.
-                log.info("%s/%s: UID %d vanished before it could be read", name, folder, uid)
-                continue
-            origin = f"{name}/{folder}/{uid}"
-            mails.append(
-                RawMail(data=data, origin=origin, folder=folder, uid=uid, uidvalidity=uidvalidity)
-            )
-        return mails
-
     def _lost(self, exc: BaseException) -> ConnectionLost:
         return ConnectionLost(f"account {self.source.name}: connection lost ({clean(exc)})")
 
@@ -367,14 +349,6 @@ def _announces_news(responses: Sequence[object]) -> bool:
     return any(
         isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses
     )
-
-
-def _body_of(item: dict[bytes, Any]) -> bytes | None:
-    # The response key drops ".PEEK" and may carry the partial origin: b"BODY[]<0>".
-    for key, value in item.items():
-        if isinstance(key, bytes) and key.startswith(b"BODY[]") and isinstance(value, bytes):
-            return value
-    return None
 
 
 def _or_chain(terms: Iterator[list[str]] | Sequence[list[str]]) -> list[str]:

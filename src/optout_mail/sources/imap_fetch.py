@@ -1,0 +1,236 @@
+"""What a scan downloads of a mail: the header and the text parts the rules read, then the whole
+mail only when the triage says a rule could match it.
+
+A heavy Facebook user's Meta mails are 60-120 KB of layout HTML and images around a few hundred
+bytes of plain text. BODYSTRUCTURE tells which parts are text; a stand-in mail made of the header
+and those parts reads the same to the rules. Any structure this module does not fully
+understand (a single part, attached text, forwarded mails, deep nesting, huge mails) is fetched
+whole, as before: slower, never different.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optout_mail.errors import ConnectionLost
+from optout_mail.model import RawMail
+from optout_mail.parse import MAX_MIME_BOUNDARIES, MAX_PARSE_BYTES
+from optout_mail.sources.imap_connect import clean
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
+log = logging.getLogger(__name__)
+
+MAX_FETCH_BYTES = MAX_PARSE_BYTES  # parse() reads no further; a partial fetch bounds huge mails
+WHOLE_ITEM = f"BODY.PEEK[]<0.{MAX_FETCH_BYTES}>"
+# Below this size the round trips of a partial fetch cost more than the bytes they save.
+PARTIAL_MIN_BYTES = 16 * 1024
+
+Triage = Callable[[RawMail], bool]  # False: no rule can match this mail
+
+
+@dataclass(frozen=True)
+class TextParts:
+    """The text parts of a multipart mail (IMAP part numbers) and the top boundary."""
+
+    specs: tuple[str, ...]
+    boundary: bytes
+
+
+def text_parts(structure: Any, size: int) -> TextParts | None:
+    """The parts the rules read -- the plain ones, or the HTML ones when there is no plain
+    part -- or None when the mail is to be fetched whole."""
+    if size < PARTIAL_MIN_BYTES or size > MAX_FETCH_BYTES or not _is_multipart(structure):
+        return None
+    boundary = _param(structure[2] if len(structure) > 2 else None, b"boundary")
+    if not boundary:
+        return None
+    plain: list[str] = []
+    html: list[str] = []
+    multiparts = 0
+    stack: list[tuple[Any, str]] = [(structure, "")]
+    while stack:
+        node, spec = stack.pop()
+        if _is_multipart(node):
+            multiparts += 1
+            if multiparts > MAX_MIME_BOUNDARIES or _disposition(node, 3) is not None:
+                return None
+            children = [
+                (child, f"{spec}.{i}" if spec else str(i))
+                for i, child in enumerate(node[0], start=1)
+            ]
+            stack.extend(reversed(children))
+            continue
+        kind = _lower(node[0]), _lower(node[1])
+        if kind[0] == "message":
+            return None  # a forwarded mail: mail-parser reads inside it
+        if kind[0] != "text" or kind[1] not in ("plain", "html"):
+            continue  # images, attachments, calendars: the rules never read them
+        # A text part's disposition follows md5 in its extension data (RFC 3501 7.4.2).
+        if _disposition(node, 9) not in (None, "inline") or _named(node[2], b"name"):
+            return None  # attached text: let the full path decide what it is
+        (plain if kind[1] == "plain" else html).append(spec)
+    chosen = plain or html
+    if not chosen:
+        return None
+    return TextParts(tuple(chosen), boundary)
+
+
+def stand_in(header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: bytes) -> bytes:
+    """A mail of `header` and the given (MIME header, body) parts under the top boundary."""
+    out = [header if header.endswith(b"\r\n\r\n") else header.rstrip(b"\r\n") + b"\r\n\r\n"]
+    for mime, body in parts:
+        out += [b"--", boundary, b"\r\n", mime, body, b"\r\n"]
+    out += [b"--", boundary, b"--\r\n"]
+    return b"".join(out)
+
+
+class MailFetcher:
+    """Downloads one chunk of UIDs of the selected folder as `RawMail`s, text parts first."""
+
+    def __init__(self, client: IMAPClient, account: str, triage: Triage | None) -> None:
+        self._client = client
+        self._account = account
+        self._triage = triage
+
+    def fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> tuple[list[RawMail], int]:
+        """The mails of `uids` a rule could match, in UID order, and how many were ruled out
+        by the triage on their text parts (never downloaded whole)."""
+        whole = list(uids)
+        partial: dict[int, TextParts] = {}
+        if self._triage is not None:
+            response = self._command(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
+            for uid in uids:
+                item = response.get(uid) or {}
+                parts = _plan(item)
+                if parts is not None:
+                    partial[uid] = parts
+            whole = [uid for uid in uids if uid not in partial]
+        ruled_out = 0
+        for uid, data in self._stand_ins(partial).items():
+            mail = _raw(data, self._account, folder, uid, uidvalidity)
+            if self._triage is not None and self._triage(mail):
+                whole.append(uid)
+            else:
+                ruled_out += 1
+        found: dict[int, bytes] = {}
+        if whole:
+            response = self._command(sorted(whole), [WHOLE_ITEM])
+            for uid, item in response.items():
+                body = _item(item, b"BODY[]")
+                if body is not None:
+                    found[uid] = body
+        mails = []
+        for uid in sorted(whole):
+            if uid not in found:
+                # Deleted by another client between SEARCH and FETCH: nothing to record.
+                log.info(
+                    "%s/%s: UID %d vanished before it could be read", self._account, folder, uid
+                )
+                continue
+            mails.append(_raw(found[uid], self._account, folder, uid, uidvalidity))
+        return mails, ruled_out
+
+    def _stand_ins(self, partial: dict[int, TextParts]) -> dict[int, bytes]:
+        """Header and text parts of each mail in `partial`, one FETCH per set of part numbers."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for uid, parts in partial.items():
+            groups.setdefault(parts.specs, []).append(uid)
+        out: dict[int, bytes] = {}
+        for specs, uids in groups.items():
+            items = ["BODY.PEEK[HEADER]"]
+            for spec in specs:
+                items += [f"BODY.PEEK[{spec}.MIME]", f"BODY.PEEK[{spec}]"]
+            response = self._command(uids, items)
+            for uid in uids:
+                item = response.get(uid) or {}
+                header = _item(item, b"BODY[HEADER]")
+                bodies = [
+                    (_item(item, f"BODY[{s}.MIME]".encode()), _item(item, f"BODY[{s}]".encode()))
+                    for s in specs
+                ]
+                if header is None or any(m is None or b is None for m, b in bodies):
+                    continue  # vanished meanwhile; the whole fetch will say so
+                out[uid] = stand_in(header, bodies, partial[uid].boundary)  # type: ignore[arg-type]
+        return out
+
+    def _command(self, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            # A list of ints, never a range string: imapclient 4.1 breaks on "1:*" in fetch.
+            response = self._client.fetch(uids, items)
+        except IMAPClientError as exc:
+            raise ConnectionLost(f"account {self._account}: FETCH failed ({clean(exc)})") from None
+        return {int(uid): item for uid, item in response.items()}
+
+
+def _plan(item: dict[bytes, Any]) -> TextParts | None:
+    structure = item.get(b"BODYSTRUCTURE")
+    size = item.get(b"RFC822.SIZE")
+    if structure is None or not isinstance(size, int):
+        return None
+    try:
+        return text_parts(structure, size)
+    except (IndexError, TypeError, ValueError):  # a server's odd BODYSTRUCTURE: fetch whole
+        return None
+
+
+def _raw(data: bytes, account: str, folder: str, uid: int, uidvalidity: int) -> RawMail:
+    return RawMail(
+        data=data,
+        origin=f"{account}/{folder}/{uid}",
+        folder=folder,
+        uid=uid,
+        uidvalidity=uidvalidity,
+    )
+
+
+def _item(item: dict[bytes, Any], name: bytes) -> bytes | None:
+    """A FETCH data item by name: the key drops ".PEEK" and may carry a partial's origin
+    (b"BODY[]<0>"); NIL comes back as None."""
+    for key, value in item.items():
+        if isinstance(key, bytes) and (key == name or key.startswith(name + b"<")):
+            return value if isinstance(value, bytes) else None
+    return None
+
+
+def _is_multipart(node: Any) -> bool:
+    return isinstance(node, tuple) and len(node) > 0 and isinstance(node[0], list)
+
+
+def _lower(value: Any) -> str:
+    return value.decode("ascii", "replace").lower() if isinstance(value, bytes) else ""
+
+
+def _param(params: Any, name: bytes) -> bytes | None:
+    """A parameter of a BODYSTRUCTURE parameter list (key, value, key, value ...)."""
+    if not isinstance(params, tuple):
+        return None
+    for key, value in zip(params[::2], params[1::2], strict=False):
+        if isinstance(key, bytes) and key.lower() == name and isinstance(value, bytes):
+            return value
+    return None
+
+
+def _named(params: Any, prefix: bytes) -> bool:
+    """Whether a parameter list has a key starting with `prefix` (RFC 2231 splits long names
+    into "filename*0*", "filename*1" ...)."""
+    if not isinstance(params, tuple):
+        return False
+    return any(isinstance(k, bytes) and k.lower().startswith(prefix) for k in params[::2])
+
+
+def _disposition(node: Any, index: int) -> str | None:
+    """The disposition type of a part ("attachment", "inline") at its place in the
+    BODYSTRUCTURE, or None; a filename makes any disposition count as an attachment."""
+    if len(node) <= index or not isinstance(node[index], tuple) or not node[index]:
+        return None
+    kind, params = node[index][0], node[index][1] if len(node[index]) > 1 else None
+    if _named(params, b"filename"):
+        return "attachment"
+    return _lower(kind) or None
