@@ -41,10 +41,10 @@ class TextParts:
     boundary: bytes
 
 
-def text_parts(structure: Any, size: int) -> TextParts | None:
+def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) -> TextParts | None:
     """The parts the rules read -- the plain ones, or the HTML ones when there is no plain
-    part -- or None when the mail is to be fetched whole."""
-    if size < PARTIAL_MIN_BYTES or size > MAX_FETCH_BYTES or not _is_multipart(structure):
+    part -- or None when the mail (of `size` bytes) is to be fetched whole."""
+    if size < min_bytes or size > MAX_FETCH_BYTES or not _is_multipart(structure):
         return None
     boundary = _param(structure[2] if len(structure) > 2 else None, b"boundary")
     if not boundary:
@@ -92,10 +92,17 @@ def stand_in(header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: byte
 class MailFetcher:
     """Downloads one chunk of UIDs of the selected folder as `RawMail`s, text parts first."""
 
-    def __init__(self, client: IMAPClient, account: str, triage: Triage | None) -> None:
+    def __init__(
+        self,
+        client: IMAPClient,
+        account: str,
+        triage: Triage | None,
+        partial_min: int = PARTIAL_MIN_BYTES,
+    ) -> None:
         self._client = client
         self._account = account
         self._triage = triage
+        self._partial_min = partial_min
 
     def fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> tuple[list[RawMail], int]:
         """The mails of `uids` a rule could match, in UID order, and how many were ruled out
@@ -106,7 +113,7 @@ class MailFetcher:
             response = self._command(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
             for uid in uids:
                 item = response.get(uid) or {}
-                parts = _plan(item)
+                parts = _plan(item, self._partial_min)
                 if parts is not None:
                     partial[uid] = parts
             whole = [uid for uid in uids if uid not in partial]
@@ -169,13 +176,13 @@ class MailFetcher:
         return {int(uid): item for uid, item in response.items()}
 
 
-def _plan(item: dict[bytes, Any]) -> TextParts | None:
+def _plan(item: dict[bytes, Any], min_bytes: int) -> TextParts | None:
     structure = item.get(b"BODYSTRUCTURE")
     size = item.get(b"RFC822.SIZE")
     if structure is None or not isinstance(size, int):
         return None
     try:
-        return text_parts(structure, size)
+        return text_parts(structure, size, min_bytes)
     except (IndexError, TypeError, ValueError):  # a server's odd BODYSTRUCTURE: fetch whole
         return None
 
