@@ -114,9 +114,14 @@ def _clause_in_one_sentence(
     hits = {name: texts.hits(lexicon[name]) for name in clause.names()}
     if any(_anywhere(entry, hits, lexicon, texts) for entry in clause.mail_none):
         return None, 0.0
-    candidates = set(range(len(texts.sentences)))
     share = 0.0
     needed = len(clause.all) + bool(clause.any)
+    # Only a sentence in which some set occurs can hold (or come close to holding) the clause.
+    candidates = (
+        set().union(*(found.keys() for found in hits.values()))
+        if needed
+        else range(len(texts.sentences))
+    )
     for index in sorted(candidates):
         got = sum(any(index in hits[n] for n in alt) for alt in clause.all)
         got += bool(clause.any) and any(index in hits[n] for n in clause.any)

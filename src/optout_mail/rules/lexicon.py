@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from optout_mail.rules.compiled import Clause, TermSet
-from optout_mail.rules.prefilter import required_literal
+from optout_mail.rules.compiled import Clause, LexiconGate, TermSet
+from optout_mail.rules.prefilter import any_in, required_literal
 from optout_mail.rules.text import fold
 
 
@@ -47,14 +47,30 @@ def compile_set(
         except re.error as exc:
             problems.append(f"{where}: lexicon set {name!r}: bad term {term!r}: {exc}")
             return None
-    # A term that starts with a letter or digit starts at a word start; "?" or "\\w+n't" do not.
-    alternatives = (f"(?<!\\w)(?:{t})" if _starts_a_word(t) else f"(?:{t})" for t in folded)
-    pattern = re.compile("|".join(alternatives))
+    pattern = re.compile(_alternation(folded))
     literals = [required_literal(re.compile(t)) for t in folded]
     needles = None
     if all(literals):
         needles = tuple(dict.fromkeys(n for lit in literals if lit for n in lit))
     return TermSet(name=name, language=language, terms=folded, pattern=pattern, needles=needles)
+
+
+def _alternation(terms: Sequence[str]) -> str:
+    """The terms as one alternation, in their order. A term that starts with a letter or digit
+    starts at a word start ("?" or "\\w+n't" do not). Runs of such terms share one look-behind:
+    `(?<!\\w)(?:a|b)` fails at once inside a word, where `(?<!\\w)a|(?<!\\w)b` tries every
+    term at every position -- the difference is most of the time spent on a mail."""
+    groups: list[tuple[bool, list[str]]] = []
+    for term in terms:
+        at_word = _starts_a_word(term)
+        if groups and groups[-1][0] == at_word:
+            groups[-1][1].append(term)
+        else:
+            groups.append((at_word, [term]))
+    return "|".join(
+        ("(?<!\\w)" if at_word else "") + "(?:" + "|".join(f"(?:{t})" for t in run) + ")"
+        for at_word, run in groups
+    )
 
 
 def _starts_a_word(term: str) -> bool:
@@ -97,20 +113,34 @@ def clause_from(
 
 
 def clause_gate(
-    clauses: Iterable[Clause], lexicon: Mapping[str, TermSet]
-) -> tuple[str, ...] | None:
-    """Plain strings one of which the mail must contain for any clause to hold; None when
-    some clause has no such requirement."""
-    needles: list[str] = []
-    for clause in clauses:
-        best: tuple[str, ...] | None = None
-        for alternatives in clause.all:
-            sets = [lexicon.get(name) for name in alternatives]
-            if all(s is not None and s.needles for s in sets):
-                found = tuple(n for s in sets if s and s.needles for n in s.needles)
-                if best is None or len(found) < len(best):
-                    best = found
-        if best is None:
-            return None
-        needles.extend(best)
-    return tuple(dict.fromkeys(needles)) or None
+    sentence: Iterable[Clause], mail: Clause, lexicon: Mapping[str, TermSet]
+) -> LexiconGate | None:
+    """What the own words must contain for the rule to hold, as alternatives (one per sentence
+    clause) of requirements that must all be met (the clause's sets, and the mail clause's),
+    each requirement a tuple of strings one of which must occur. None when some alternative
+    has no requirement at all: the rule is then always tried."""
+    always = _requirements(mail, lexicon)
+    clauses = list(sentence)
+    alternatives = [_requirements(clause, lexicon) + always for clause in clauses] or [always]
+    if not all(alternatives):
+        return None
+    return tuple(alternatives)
+
+
+def _requirements(clause: Clause, lexicon: Mapping[str, TermSet]) -> tuple[tuple[str, ...], ...]:
+    """Per set the clause needs (each `all` entry, and one of `any`), the strings one of which
+    occurs wherever the set does; an entry with a set that has none adds no requirement.
+    Most selective first: the one whose shortest string is longest."""
+    needed = [*clause.all, *([clause.any] if clause.any else [])]
+    out: list[tuple[str, ...]] = []
+    for alternatives in needed:
+        sets = [lexicon.get(name) for name in alternatives]
+        if all(s is not None and s.needles for s in sets):
+            out.append(tuple(dict.fromkeys(n for s in sets if s and s.needles for n in s.needles)))
+    out.sort(key=lambda needles: -min(map(len, needles)))
+    return tuple(out)
+
+
+def passes(gate: LexiconGate, text: str) -> bool:
+    """Whether `text` meets every requirement of one alternative of `gate`."""
+    return any(all(any_in(needles, text) for needles in alt) for alt in gate)

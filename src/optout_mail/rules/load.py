@@ -307,9 +307,7 @@ def _compile_rule(
         mail=mail,
         code_near=spec.extract.code_near,
         reference_near=spec.extract.reference_near,
-        lexicon_gate=clause_gate((*sentence, *([mail] if mail.all else [])), lexicon)
-        if sentence or mail.all
-        else None,
+        lexicon_gate=clause_gate(sentence, mail, lexicon) if sentence or mail.all else None,
     )
 
 

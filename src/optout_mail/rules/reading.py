@@ -122,9 +122,8 @@ def mail_languages(pack: Pack, texts: Texts) -> frozenset[str]:
         marker = sets.get("marker")
         if marker is None:
             continue
-        scores[language] = len(
-            {m.group(0) for sentence in texts.sentences for m in marker.pattern.finditer(sentence)}
-        )
+        # One pass over the sentences joined by line breaks; no marker word spans one.
+        scores[language] = len({m.group(0) for m in marker.pattern.finditer(texts.lexical)})
     best = max(scores.values(), default=0)
     if best < 3:
         return frozenset(pack.lexicons)

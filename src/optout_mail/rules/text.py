@@ -45,9 +45,10 @@ def normalise(text: str) -> str:
 def fold(text: str) -> str:
     """Text for lexicon matching: NFKC, case-folded, accents and typography off, one space."""
     folded = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).casefold()
-    decomposed = unicodedata.normalize("NFKD", folded)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(stripped.translate(_PLAIN_LETTERS).split())
+    if not folded.isascii():  # ASCII has no accents to strip: most of Meta's mail, quickly
+        decomposed = unicodedata.normalize("NFKD", folded)
+        folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(folded.translate(_PLAIN_LETTERS).split())
 
 
 # A line that starts a quoted or forwarded mail, in the languages of the packs and as the common
