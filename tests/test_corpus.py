@@ -37,14 +37,16 @@ def _scorer() -> ModuleType:
         ("paraphrase", {"holdout"}, 0.95),
         ("blind2", {"holdout"}, 0.80),
         ("blind3", {"holdout"}, 0.85),
+        ("blind4", {"dev"}, 0.95),
+        ("blind4", {"holdout"}, 0.85),
     ],
-    ids=["round 1 dev", "round 1 holdout", "round 2", "round 3"],
+    ids=["round 1 dev", "round 1 holdout", "round 2", "round 3", "round 4 dev", "round 4 holdout"],
 )
 def test_the_packs_read_the_blind_corpora(
     folder: str, halves: set[str], floor: float, rule_set: RuleSet
 ) -> None:
     scored = _scorer().score(CORPUS / folder, rule_set, halves)
-    assert len(scored) >= 80
+    assert len(scored) >= 50
     harmful = [
         f"{r.language}/{r.name}: {r.why}"
         for r in scored
