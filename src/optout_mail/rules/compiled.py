@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from optout_mail.model import Kind, Outcome
 from optout_mail.rules.authenticity import lookalike_word
@@ -34,8 +35,13 @@ class TermSet:
     name: str
     language: str
     terms: tuple[str, ...]
-    pattern: re.Pattern[str]  # any term, at a word start, over folded text
+    source: str  # the regex of any term, at a word start, over folded text
     needles: tuple[str, ...] | None  # plain strings one of which every hit contains
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """Compiled when first used: a scan reads a few languages' sets, a rescan none."""
+        return re.compile(self.source)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from optout_mail.rules.compiled import Clause, LexiconGate, TermSet
-from optout_mail.rules.prefilter import any_in, required_literal
+from optout_mail.rules.prefilter import any_in, literal_of
 from optout_mail.rules.text import fold
 
 
@@ -41,18 +41,22 @@ def compile_set(
     if not folded:
         problems.append(f"{where}: lexicon set {name!r} has no terms")
         return None
+    literals = []
     for term in folded:
+        if "(?P<" in term:  # the set is one alternation: two terms' groups would collide
+            problems.append(f"{where}: lexicon set {name!r}: term {term!r} names a group")
+            return None
         try:
-            re.compile(term)
+            literals.append(literal_of(term))  # parsing it also proves it a valid regex
         except re.error as exc:
             problems.append(f"{where}: lexicon set {name!r}: bad term {term!r}: {exc}")
             return None
-    pattern = re.compile(_alternation(folded))
-    literals = [required_literal(re.compile(t)) for t in folded]
     needles = None
     if all(literals):
         needles = tuple(dict.fromkeys(n for lit in literals if lit for n in lit))
-    return TermSet(name=name, language=language, terms=folded, pattern=pattern, needles=needles)
+    return TermSet(
+        name=name, language=language, terms=folded, source=_alternation(folded), needles=needles
+    )
 
 
 def _alternation(terms: Sequence[str]) -> str:

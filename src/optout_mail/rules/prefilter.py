@@ -25,6 +25,28 @@ except ImportError:  # pragma: no cover - present in every supported Python
     _sre_parser = None
 
 
+def literal_of(term: str) -> tuple[str, ...] | None:
+    """`required_literal` of a regex source, parsed once; raises re.error for a source that
+    does not compile."""
+    if _sre_parser is None:
+        re.compile(term)
+        return None
+    try:
+        parsed = _sre_parser.parse(term, 0)
+    except re.error:
+        raise
+    except Exception:  # a private module of the standard library: never let it break matching
+        re.compile(term)
+        return None
+    return _folded(_needles(list(parsed)))
+
+
+def _folded(needles: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if not needles or min(len(n.strip()) for n in needles) < 3:
+        return None
+    return tuple(n.casefold() for n in needles)
+
+
 def required_literal(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     """Plain strings of which every match must contain at least one, case-folded; None when
     there are none worth testing. A cheap pre-check before the regex scan (the classic
@@ -35,9 +57,7 @@ def required_literal(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
         needles = _needles(list(_sre_parser.parse(pattern.pattern, pattern.flags)))
     except Exception:  # a private module of the standard library: never let it break matching
         return None
-    if not needles or min(len(n.strip()) for n in needles) < 3:
-        return None
-    return tuple(n.casefold() for n in needles)
+    return _folded(needles)
 
 
 def _needles(items: list[Any]) -> tuple[str, ...] | None:
