@@ -24,6 +24,7 @@ from optout_mail.model import RawMail
 from optout_mail.parse import parse
 from optout_mail.pipeline import Source, run_source
 from optout_mail.rules import RuleSet
+from optout_mail.sources import triage_pool
 from optout_mail.sources.imap_fetch import PARTIAL_MIN_BYTES, MailFetcher, text_parts
 from optout_mail.sources.local import LocalSource
 from optout_mail.triage import could_match
@@ -119,9 +120,18 @@ def test_a_stand_in_reads_to_the_rules_as_the_whole_mail(
             assert text_parts(item[b"BODYSTRUCTURE"], item[b"RFC822.SIZE"], 0) is None, name
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one core", "two cores"])
 def test_a_scan_downloads_whole_only_what_a_rule_could_match(
-    server: Dovecot, rule_set: RuleSet, tmp_path: Path
+    server: Dovecot,
+    rule_set: RuleSet,
+    tmp_path: Path,
+    parallel: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if parallel:
+        if not triage_pool.usable(triage_pool.PARALLEL_MIN):
+            pytest.skip("one core only")  # CI machines have two: this runs there
+        monkeypatch.setattr(triage_pool, "PARALLEL_MIN", 1)
     user = _user(server)
     mails = _shapes(rule_set)
     local = tmp_path / "local"
@@ -154,7 +164,8 @@ def test_a_scan_downloads_whole_only_what_a_rule_could_match(
             for c in summary.changes
         }
 
-    over_imap = events(tmp_path / "imap.sqlite3", imap_source("home", account, rule_set))
+    source = imap_source("home", account, rule_set, parallel=parallel)
+    over_imap = events(tmp_path / "imap.sqlite3", source)
     read_whole = events(tmp_path / "local.sqlite3", LocalSource(local))
     assert over_imap == read_whole and len(over_imap) > 5
 
@@ -167,3 +178,22 @@ def test_a_scan_downloads_whole_only_what_a_rule_could_match(
     notifications = {uid for uid, name in names.items() if name.startswith("generated")}
     heavy = {uid for uid in notifications if len(mails[uid - 1][1]) > PARTIAL_MIN_BYTES}
     assert heavy and not heavy & whole_uids  # Meta's everyday mail: never downloaded whole
+
+
+def test_the_second_core_judges_in_order_and_its_death_loses_nothing(rule_set: RuleSet) -> None:
+    mails = [RawMail(data, name) for name, data in _shapes(rule_set)]
+    here = [could_match(mail, rule_set) for mail in mails]
+    assert any(here) and not all(here)
+
+    def triage(mail: RawMail) -> bool:
+        return could_match(mail, rule_set)
+
+    with triage_pool.TriagePool(triage) as pool:
+        halves = [pool.submit(mails[:40]), pool.submit(mails[40:])]
+        assert [v for pending in halves for v in pool.judge(pending)] == here
+        # A worker killed mid-scan (out of memory, say): the chunk is judged here instead.
+        pending = pool.submit(mails)
+        for process in list(pool._pool._processes.values()):  # type: ignore[union-attr]
+            process.kill()
+        assert pool.judge(pending) == here
+        assert pool.judge(pool.submit(mails[:5])) == here[:5]  # and so is the rest

@@ -25,7 +25,7 @@ from optout_mail.triage import could_match
 SendPopup = Callable[[Popup], bool]
 
 
-def imap_source(name: str, account: Account, rules: Rules) -> IMAPSource:
+def imap_source(name: str, account: Account, rules: Rules, *, parallel: bool = False) -> IMAPSource:
     """Account `name`, searching the server for the senders the rule packs know, and
     downloading whole only the mails a rule could match. Given a function that loads the
     rules, they are loaded only when a SEARCH is sent."""
@@ -43,18 +43,25 @@ def imap_source(name: str, account: Account, rules: Rules) -> IMAPSource:
             sender_domains=rules.sender_domains(),
             search_words=rules.lookalike_words(),
             triage=triage,
+            parallel=parallel,
         )
 
     def terms() -> tuple[str, ...]:
         return (*loaded().sender_domains(), *loaded().lookalike_words())
 
-    return IMAPSource(name, account, sender_domains=(), search_terms=terms, triage=triage)
+    return IMAPSource(
+        name, account, sender_domains=(), search_terms=terms, triage=triage, parallel=parallel
+    )
 
 
-def account_sources(settings: Settings, rules: Rules) -> list[IMAPSource]:
-    """Every configured account, by name."""
+def account_sources(
+    settings: Settings, rules: Rules, *, parallel: bool = False
+) -> list[IMAPSource]:
+    """Every configured account, by name; `parallel`: a large first scan may use a second
+    core (only for a process without other threads, see IMAPSource.parallel)."""
     return [
-        imap_source(name, account, rules) for name, account in sorted(settings.accounts.items())
+        imap_source(name, account, rules, parallel=parallel)
+        for name, account in sorted(settings.accounts.items())
     ]
 
 
@@ -83,7 +90,8 @@ def scan_sources(
             f"no account named {unknown[0]!r}",
             hint=f"configured accounts: {', '.join(sorted(settings.accounts))}",
         )
-    return [s for s in account_sources(settings, rules) if not names or s.name in names]
+    sources = account_sources(settings, rules, parallel=True)  # `scan` runs no other thread
+    return [s for s in sources if not names or s.name in names]
 
 
 def popup_notifier(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from optout_mail.config import Account
 from optout_mail.errors import ConnectionLost, SourceError
-from optout_mail.model import Batch, Cursor
+from optout_mail.model import Batch, Cursor, RawMail
 from optout_mail.rules import Trust
+from optout_mail.sources import triage_pool
 from optout_mail.sources.credentials import secret_for
 from optout_mail.sources.imap_connect import clean, connect, logout, shutdown, stall_timeout
-from optout_mail.sources.imap_fetch import MailFetcher, Triage
+from optout_mail.sources.imap_fetch import MailFetcher, Planned, Triage
 from optout_mail.sources.imap_folders import LockedAccount, SessionFolder
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ class IMAPSource:
     # says which mails no rule can match, from their header and text parts alone: those are
     # never downloaded whole (see imap_fetch); None: every candidate is fetched whole
     triage: Triage | None = None
+    # a large first scan may judge on a second core (a forked process): only where this
+    # process runs no other thread (`scan`, not the daemon)
+    parallel: bool = False
 
     @property
     def address(self) -> str | None:
@@ -216,18 +221,35 @@ class IMAPSession:
         level = logging.INFO if uids else logging.DEBUG  # the journal: only what matters
         log.log(level, "%s/%s: %d new candidate mail(s)", name, folder, len(uids))
         done = max(last_uid, (uidnext or 1) - 1)
-        for start in range(0, len(uids), FETCH_CHUNK):
-            chunk = uids[start : start + FETCH_CHUNK]
-            mails, ruled_out = self._fetcher.fetch(folder, uidvalidity, chunk)
-            is_last = start + FETCH_CHUNK >= len(uids)
-            high = max(chunk[-1], done) if is_last else chunk[-1]
-            cursor = Cursor(name, folder, uidvalidity, high, uidnext)
-            yield Batch(
-                folder=folder, mails=mails, cursor=cursor, total=len(uids), ruled_out=ruled_out
-            )
         if not uids:
             cursor = Cursor(name, folder, uidvalidity, done, uidnext)
             yield Batch(folder=folder, mails=[], cursor=cursor)
+            return
+        chunks = [uids[i : i + FETCH_CHUNK] for i in range(0, len(uids), FETCH_CHUNK)]
+
+        def batch(index: int, mails: list[RawMail], ruled_out: int) -> Batch:
+            chunk = chunks[index]
+            high = max(chunk[-1], done) if index == len(chunks) - 1 else chunk[-1]
+            cursor = Cursor(name, folder, uidvalidity, high, uidnext)
+            return Batch(folder, mails, cursor, total=len(uids), ruled_out=ruled_out)
+
+        triage = self.source.triage
+        if triage is None or not self.source.parallel or not triage_pool.usable(len(uids)):
+            for index, chunk in enumerate(chunks):
+                yield batch(index, *self._fetcher.fetch(folder, uidvalidity, chunk))
+            return
+        # Two cores: the worker judges chunk n while this process downloads chunk n + 1.
+        with triage_pool.TriagePool(triage) as pool:
+            waiting: deque[tuple[int, Planned, triage_pool.Pending]] = deque()
+            for index, chunk in enumerate(chunks):
+                planned = self._fetcher.plan(folder, uidvalidity, chunk)
+                waiting.append((index, planned, pool.submit(planned.stand_ins)))
+                if len(waiting) > 1:
+                    done_index, done_plan, pending = waiting.popleft()
+                    yield batch(done_index, *self._fetcher.finish(done_plan, pool.judge(pending)))
+            while waiting:
+                done_index, done_plan, pending = waiting.popleft()
+                yield batch(done_index, *self._fetcher.finish(done_plan, pool.judge(pending)))
 
     def wait_for_news(
         self,

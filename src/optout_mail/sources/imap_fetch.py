@@ -89,6 +89,17 @@ def stand_in(header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: byte
     return b"".join(out)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One chunk between its structure and its whole fetch: the UIDs to fetch whole anyway,
+    and the stand-ins of the others, which wait for the triage."""
+
+    folder: str
+    uidvalidity: int
+    whole: list[int]
+    stand_ins: list[RawMail]
+
+
 class MailFetcher:
     """Downloads one chunk of UIDs of the selected folder as `RawMail`s, text parts first."""
 
@@ -107,23 +118,43 @@ class MailFetcher:
     def fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> tuple[list[RawMail], int]:
         """The mails of `uids` a rule could match, in UID order, and how many were ruled out
         by the triage on their text parts (never downloaded whole)."""
-        whole = list(uids)
+        planned = self.plan(folder, uidvalidity, uids)
+        triage = self._triage
+        return self.finish(planned, [triage(m) for m in planned.stand_ins] if triage else [])
+
+    def plan(self, folder: str, uidvalidity: int, uids: list[int]) -> Planned:
+        """Ask for the structure of `uids` and download the stand-ins of the mails that have
+        one; the triage of those may then run anywhere (see `finish`)."""
+        if self._triage is None:
+            return Planned(folder, uidvalidity, list(uids), [])
+        response = self._command(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
         partial: dict[int, TextParts] = {}
-        if self._triage is not None:
-            response = self._command(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
-            for uid in uids:
-                item = response.get(uid) or {}
-                parts = _plan(item, self._partial_min)
-                if parts is not None:
-                    partial[uid] = parts
-            whole = [uid for uid in uids if uid not in partial]
-        ruled_out = 0
-        for uid, data in self._stand_ins(partial).items():
-            mail = _raw(data, self._account, folder, uid, uidvalidity)
-            if self._triage is not None and self._triage(mail):
-                whole.append(uid)
-            else:
-                ruled_out += 1
+        for uid in uids:
+            parts = _plan(response.get(uid) or {}, self._partial_min)
+            if parts is not None:
+                partial[uid] = parts
+        found = self._stand_ins(partial)
+        # A stand-in that could not be read (the mail vanished meanwhile) is asked for whole:
+        # the whole fetch then says what happened.
+        whole = [uid for uid in uids if uid not in found]
+        stand_ins = [
+            _raw(data, self._account, folder, uid, uidvalidity)
+            for uid, data in sorted(found.items())
+        ]
+        return Planned(folder, uidvalidity, whole, stand_ins)
+
+    def finish(self, planned: Planned, could_match: Sequence[bool]) -> tuple[list[RawMail], int]:
+        """Download whole the mails without a stand-in and those whose stand-in could match
+        (`could_match`, one verdict per stand-in); returns them in UID order, and how many
+        were ruled out."""
+        folder, uidvalidity = planned.folder, planned.uidvalidity
+        whole = set(planned.whole)
+        whole.update(
+            m.uid
+            for m, ok in zip(planned.stand_ins, could_match, strict=True)
+            if ok and m.uid is not None
+        )
+        ruled_out = len(planned.stand_ins) - (len(whole) - len(planned.whole))
         found: dict[int, bytes] = {}
         if whole:
             response = self._command(sorted(whole), [WHOLE_ITEM])
