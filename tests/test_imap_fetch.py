@@ -188,7 +188,7 @@ def test_the_second_core_judges_in_order_and_its_death_loses_nothing(rule_set: R
     def triage(mail: RawMail) -> bool:
         return could_match(mail, rule_set)
 
-    with triage_pool.TriagePool(triage) as pool:
+    with triage_pool.TriagePool(triage, workers=2) as pool:
         halves = [pool.submit(mails[:40]), pool.submit(mails[40:])]
         assert [v for pending in halves for v in pool.judge(pending)] == here
         # A worker killed mid-scan (out of memory, say): the chunk is judged here instead.

@@ -234,17 +234,18 @@ class IMAPSession:
             return Batch(folder, mails, cursor, total=len(uids), ruled_out=ruled_out)
 
         triage = self.source.triage
-        if triage is None or not self.source.parallel or not triage_pool.usable(len(uids)):
+        workers = triage_pool.usable(len(uids)) if self.source.parallel else 0
+        if triage is None or not workers:
             for index, chunk in enumerate(chunks):
                 yield batch(index, *self._fetcher.fetch(folder, uidvalidity, chunk))
             return
-        # Two cores: the worker judges chunk n while this process downloads chunk n + 1.
-        with triage_pool.TriagePool(triage) as pool:
+        # Several cores: workers judge earlier chunks while this process downloads the next.
+        with triage_pool.TriagePool(triage, workers) as pool:
             waiting: deque[tuple[int, Planned, triage_pool.Pending]] = deque()
             for index, chunk in enumerate(chunks):
                 planned = self._fetcher.plan(folder, uidvalidity, chunk)
                 waiting.append((index, planned, pool.submit(planned.stand_ins)))
-                if len(waiting) > 1:
+                if len(waiting) > workers:
                     done_index, done_plan, pending = waiting.popleft()
                     yield batch(done_index, *self._fetcher.finish(done_plan, pool.judge(pending)))
             while waiting:

@@ -1,6 +1,6 @@
-"""The triage on a second core: a forked worker process judges one chunk's stand-ins while this
-process downloads the next chunk. Used for large first scans only; verdicts come back in the
-order they were asked for, so mails reach the ledger in the same order as without it.
+"""The triage on every core: forked worker processes judge the stand-ins of earlier chunks while
+this process downloads the next ones (the download takes a fraction of a core). Used for large
+first scans only; verdicts come back in order, so mails reach the ledger as without it.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ def _judge(mails: Sequence[RawMail]) -> list[bool]:
     return [_inherited(mail) for mail in mails]
 
 
-def usable(candidates: int) -> bool:
-    """Whether a second core pays for `candidates` mails on this machine."""
+def usable(candidates: int) -> int:
+    """How many worker processes pay for `candidates` mails on this machine: one per core
+    (this process mostly waits for the server and the workers), 0 for none."""
     if candidates < PARALLEL_MIN or "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    return len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return min(cores, 4) if cores >= 2 else 0
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,16 @@ class Pending:
 
 
 class TriagePool:
-    """One worker process running `triage`; `judge` falls back to this process when the
-    worker is gone (killed, out of memory), so a scan never fails for it."""
+    """Worker processes running `triage`; `judge` falls back to this process when the
+    workers are gone (killed, out of memory), so a scan never fails for it."""
 
-    def __init__(self, triage: Triage) -> None:
+    def __init__(self, triage: Triage, workers: int = 2) -> None:
         global _inherited
         _inherited = triage
         self._triage = triage
         context = multiprocessing.get_context("fork")
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(1, mp_context=context)
+        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(workers, mp_context=context)
+        self.workers = workers
 
     def submit(self, mails: Sequence[RawMail]) -> Pending:
         """Start judging `mails` in the worker; `judge` gives the verdicts."""
