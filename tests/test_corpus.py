@@ -39,8 +39,17 @@ def _scorer() -> ModuleType:
         ("blind3", {"holdout"}, 0.85),
         ("blind4", {"dev"}, 0.95),
         ("blind4", {"holdout"}, 0.85),
+        ("blind5", {"holdout"}, 0.80),
     ],
-    ids=["round 1 dev", "round 1 holdout", "round 2", "round 3", "round 4 dev", "round 4 holdout"],
+    ids=[
+        "round 1 dev",
+        "round 1 holdout",
+        "round 2",
+        "round 3",
+        "round 4 dev",
+        "round 4 holdout",
+        "round 5",
+    ],
 )
 def test_the_packs_read_the_blind_corpora(
     folder: str, halves: set[str], floor: float, rule_set: RuleSet
