@@ -106,6 +106,48 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> tuple[Sa
     return Sample(wall, float(user) + float(system), int(rss_kib) * 1024 / MB), done.stdout
 
 
+def tree_pss_peak(argv: Sequence[str], env: dict[str, str], every: float = 0.05) -> float:
+    """Run `argv` and return the peak, over its run, of the summed PSS (MB) of the process and
+    all its descendants: a scan's worker processes are forked and share most of its pages,
+    which per-process peak RSS would count again for each."""
+    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, sum(_pss_kib(pid) for pid in _tree(proc.pid)))
+        time.sleep(every)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... exited with {proc.returncode}")
+    return peak * 1024 / MB
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def summary(values: Sequence[float], digits: int = 3) -> Json:
     return {
         "median": round(statistics.median(values), digits),
@@ -277,6 +319,14 @@ def bench_mailbox(box: MailboxRun, clients: Clients, reps: int) -> None:
                 f"{sample.maxrss_mb:7.1f} MB"
             )
     assert box.prescanned is not None
+    if box.spec.variant == "heavy":
+        # One more first scan, for the memory of the whole process tree (the workers too).
+        config = clients.config(box.user, work / f"{box.spec.label}-pss")
+        box.results["first_scan_tree_pss_mb"] = round(
+            tree_pss_peak(clients.scan(config), clients.env), 1
+        )
+        log(f"  {box.spec.label} first scan, peak PSS of the process tree "
+            f"{box.results['first_scan_tree_pss_mb']} MB")  # fmt: skip
     rescan_config = box.prescanned.with_suffix(".toml")
     pair: dict[str, list[Sample]] = {"rescan": [], "version": []}
     for rep in range(max(reps, 5)):  # cheap: always at least 5 pairs
@@ -575,7 +625,7 @@ def ratio_rows(boxes: Sequence[MailboxRun], extra: Json) -> list[Row]:
         peak = float(big.results["first_scan"]["maxrss_mb"]["max"])
         rows.append(
             Row(
-                f"peak RSS, first scan {big.spec.label}",
+                f"peak RSS of one process, first scan {big.spec.label}",
                 f"{peak:.0f} MB",
                 "-",
                 None,
@@ -583,6 +633,18 @@ def ratio_rows(boxes: Sequence[MailboxRun], extra: Json) -> list[Row]:
                 peak <= PEAK_RSS_MAX_MB,
             )
         )
+        pss = big.results.get("first_scan_tree_pss_mb")
+        if pss is not None:
+            rows.append(
+                Row(
+                    f"peak PSS of scan + workers, first scan {big.spec.label}",
+                    f"{pss:.0f} MB",
+                    "-",
+                    None,
+                    f"≤ {PEAK_RSS_MAX_MB:.0f} MB",
+                    pss <= PEAK_RSS_MAX_MB,
+                )
+            )
     rows += _extra_rows(extra)
     return rows
 

@@ -51,6 +51,8 @@ def scan(
 
     Without --source, every account in the config is scanned (INBOX and the Junk folder
     unless `folders` says otherwise), incrementally: a second scan downloads nothing old.
+    Of a large mail from Meta only the header and text parts are downloaded first; the whole
+    mail only when a rule could match it. A large first scan uses every core.
     A mail is recorded once, however often it is seen. The first scan of an account (or of
     a folder) records its history without a popup per old mail: one summary popup instead,
     and a one-time code only while it is still valid.
