@@ -2,7 +2,7 @@
 mail only when the triage says a rule could match it.
 
 A heavy Facebook user's Meta mails are 60-120 KB of layout HTML and images around a few hundred
-bytes of plain text. BODYSTRUCTURE tells which parts are text; a stand-in mail made of the header
+bytes of plain text. The structure (IMAP BODY) tells which parts are text; a stand-in mail made of the header
 and those parts reads the same to the rules. Any structure this module does not fully
 understand (a single part, attached text, forwarded mails, deep nesting, huge mails) is fetched
 whole, as before: slower, never different.
@@ -35,20 +35,21 @@ Triage = Callable[[RawMail], bool]  # False: no rule can match this mail
 
 @dataclass(frozen=True)
 class TextParts:
-    """The text parts of a multipart mail (IMAP part numbers) and the top boundary."""
+    """The text parts of a multipart mail (IMAP part numbers), and the top boundary when the
+    structure names it (BODYSTRUCTURE does, the shorter BODY does not: then the header says)."""
 
     specs: tuple[str, ...]
-    boundary: bytes
+    boundary: bytes | None = None
 
 
 def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) -> TextParts | None:
     """The parts the rules read -- the plain ones, or the HTML ones when there is no plain
-    part -- or None when the mail (of `size` bytes) is to be fetched whole."""
+    part -- or None when the mail (of `size` bytes) is to be fetched whole. `structure` is a
+    BODY or BODYSTRUCTURE response; what only BODYSTRUCTURE tells (dispositions) the triage
+    also reads from the parts' own MIME headers in the stand-in."""
     if size < min_bytes or size > MAX_FETCH_BYTES or not _is_multipart(structure):
         return None
     boundary = _param(structure[2] if len(structure) > 2 else None, b"boundary")
-    if not boundary:
-        return None
     plain: list[str] = []
     html: list[str] = []
     multiparts = 0
@@ -80,8 +81,14 @@ def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) ->
     return TextParts(tuple(chosen), boundary)
 
 
-def stand_in(header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: bytes) -> bytes:
-    """A mail of `header` and the given (MIME header, body) parts under the top boundary."""
+def stand_in(
+    header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: bytes | None = None
+) -> bytes | None:
+    """A mail of `header` and the given (MIME header, body) parts under the top boundary (by
+    default the one the header declares); None when there is none."""
+    boundary = boundary or _boundary_of(header)
+    if not boundary:
+        return None
     out = [header if header.endswith(b"\r\n\r\n") else header.rstrip(b"\r\n") + b"\r\n\r\n"]
     for mime, body in parts:
         out += [b"--", boundary, b"\r\n", mime, body, b"\r\n"]
@@ -127,7 +134,8 @@ class MailFetcher:
         one; the triage of those may then run anywhere (see `finish`)."""
         if self._triage is None:
             return Planned(folder, uidvalidity, list(uids), [])
-        response = self._command(uids, ["RFC822.SIZE", "BODYSTRUCTURE"])
+        # BODY, not BODYSTRUCTURE: half the tokens for imapclient to parse, all this needs.
+        response = self._command(uids, ["RFC822.SIZE", "BODY"])
         partial: dict[int, TextParts] = {}
         for uid in uids:
             parts = _plan(response.get(uid) or {}, self._partial_min)
@@ -193,7 +201,9 @@ class MailFetcher:
                 ]
                 if header is None or any(m is None or b is None for m, b in bodies):
                     continue  # vanished meanwhile; the whole fetch will say so
-                out[uid] = stand_in(header, bodies, partial[uid].boundary)  # type: ignore[arg-type]
+                mail = stand_in(header, bodies, partial[uid].boundary)  # type: ignore[arg-type]
+                if mail is not None:
+                    out[uid] = mail
         return out
 
     def _command(self, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
@@ -207,8 +217,16 @@ class MailFetcher:
         return {int(uid): item for uid, item in response.items()}
 
 
+def _boundary_of(header: bytes) -> bytes | None:
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    boundary = BytesHeaderParser(policy=compat32).parsebytes(header).get_boundary()
+    return boundary.encode("utf-8", "surrogateescape") if boundary else None
+
+
 def _plan(item: dict[bytes, Any], min_bytes: int) -> TextParts | None:
-    structure = item.get(b"BODYSTRUCTURE")
+    structure = item.get(b"BODY", item.get(b"BODYSTRUCTURE"))
     size = item.get(b"RFC822.SIZE")
     if structure is None or not isinstance(size, int):
         return None
