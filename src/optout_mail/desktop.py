@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import notifypy.notify
 from jeepney import (  # type: ignore[import-untyped]
@@ -28,6 +28,8 @@ from jeepney.io.blocking import open_dbus_connection  # type: ignore[import-unty
 from jeepney.wrappers import DBusErrorResponse  # type: ignore[import-untyped]
 from notifypy import BaseNotifier, Notify
 
+from optout_mail.model import Popup, Urgency
+
 __all__ = ["DesktopNotifier", "Popup", "Probe", "Urgency", "probe"]
 
 _log = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ _log = logging.getLogger(__name__)
 # when the notifypyEnableLogging variable is unset; switch it off here and again before each use.
 notifypy.notify.logger.disable("notifypy")
 
-Urgency = Literal["low", "normal", "critical"]
 
 DESKTOP_ENTRY: Final = "optout-mail"
 """Basename of the .desktop file; lets the server group and style our pop-ups."""
@@ -48,16 +49,6 @@ _SERVER: Final = DBusAddress(
     interface="org.freedesktop.Notifications",
 )
 _INT32_MAX: Final = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Popup:
-    """One desktop pop-up. ``body`` is plain text; markup characters are escaped on the way out."""
-
-    title: str
-    body: str
-    urgency: Urgency = "normal"
-    category: str = "email.arrived"
 
 
 class DesktopNotifier:

@@ -317,3 +317,17 @@ class Change:
     event: EventView
     request: RequestView | None  # None for a mail that changed nothing (e.g. not authentic)
     state_changed: bool
+
+
+Urgency = Literal["low", "normal", "critical"]
+
+
+@dataclass(frozen=True)
+class Popup:
+    """One desktop pop-up. ``body`` is plain text; markup characters are escaped on the way out
+    (by `desktop`, which alone talks to D-Bus: this type costs no import of it)."""
+
+    title: str
+    body: str
+    urgency: Urgency = "normal"
+    category: str = "email.arrived"

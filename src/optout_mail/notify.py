@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from optout_mail.desktop import Popup
 from optout_mail.errors import UnknownRequest
 from optout_mail.ledger import Ledger
 from optout_mail.ledger_popups import mail_key
@@ -25,6 +24,7 @@ from optout_mail.model import (
     Change,
     EventView,
     Outcome,
+    Popup,
     RequestView,
     platform_name,
     request_label,

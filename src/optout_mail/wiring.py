@@ -11,10 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from optout_mail.config import Account, Settings
-from optout_mail.desktop import Popup
 from optout_mail.errors import ConfigError, UsageError
 from optout_mail.ledger import Ledger
-from optout_mail.model import RawMail
+from optout_mail.model import Popup, RawMail
 from optout_mail.notify import PopupNotifier
 from optout_mail.pipeline import Rules, Source
 from optout_mail.rules import RuleSet, Trust

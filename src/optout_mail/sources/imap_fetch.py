@@ -2,10 +2,10 @@
 mail only when the triage says a rule could match it.
 
 A heavy Facebook user's Meta mails are 60-120 KB of layout HTML and images around a few hundred
-bytes of plain text. The structure (IMAP BODY) tells which parts are text; a stand-in mail made of the header
-and those parts reads the same to the rules. Any structure this module does not fully
-understand (a single part, attached text, forwarded mails, deep nesting, huge mails) is fetched
-whole, as before: slower, never different.
+bytes of plain text. The structure (IMAP BODY) tells which parts are text; a stand-in mail of
+the header and those parts reads the same to the rules. A structure this module does not fully
+understand (a single part, forwarded mails, deep nesting, huge mails) is fetched whole, as
+before: slower, never different.
 """
 
 from __future__ import annotations
