@@ -35,11 +35,11 @@ def _scorer() -> ModuleType:
     [
         ("paraphrase", {"dev"}, 0.95),
         ("paraphrase", {"holdout"}, 0.95),
-        ("blind2", {"holdout"}, 0.80),
-        ("blind3", {"holdout"}, 0.85),
+        ("blind2", {"holdout"}, 0.85),
+        ("blind3", {"holdout"}, 0.90),
         ("blind4", {"dev"}, 0.95),
-        ("blind4", {"holdout"}, 0.85),
-        ("blind5", {"holdout"}, 0.80),
+        ("blind4", {"holdout"}, 0.95),
+        ("blind5", {"holdout"}, 0.95),
     ],
     ids=[
         "round 1 dev",
