@@ -477,6 +477,13 @@ def _settle(pid: int, timeout: float = 120.0) -> float:
     return time.monotonic() - t0
 
 
+def _dated_now(data: bytes) -> bytes:
+    from email.utils import format_datetime
+
+    stamp = format_datetime(datetime.now(UTC)).encode()
+    return re.sub(rb"(?mi)^Date:[^\r\n]*", b"Date: " + stamp, data, count=1)
+
+
 def bench_daemon(
     server: Dovecot, box: MailboxRun, clients: Clients, idle_s: float, arrivals: int
 ) -> Json:
@@ -517,14 +524,16 @@ def bench_daemon(
             for k in range(arrivals):
                 reply = codes[k % len(codes)]
                 mid = f"<bench-arrival-{k}@www.facebook.com>"
-                data = mailboxes.with_message_id(reply.data, mid)
+                # Dated now, as a code that just arrived is: an old code pops up no more.
+                data = _dated_now(mailboxes.with_message_id(reply.data, mid))
                 before = len(popups.received())
                 t_append = time.perf_counter()
                 server.append(user, "INBOX", data)
                 got = popups.received(min_count=before + 1, timeout=30.0)
                 waited = time.perf_counter() - t_append
                 if len(got) <= before:
-                    raise RuntimeError(f"no popup within 30 s for {reply.name}")
+                    tail = (clients.workdir / "daemon.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"no popup within 30 s for {reply.name}; log:\n{tail}")
                 waits.append(waited)
                 log(f"  arrival {k + 1}/{arrivals}: {waited:.3f} s ({reply.name})")
                 time.sleep(1.0)
