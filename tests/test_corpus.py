@@ -40,6 +40,7 @@ def _scorer() -> ModuleType:
         ("blind4", {"dev"}, 0.95),
         ("blind4", {"holdout"}, 0.95),
         ("blind5", {"holdout"}, 0.95),
+        ("blind6", {"holdout"}, 0.80),
     ],
     ids=[
         "round 1 dev",
@@ -49,6 +50,7 @@ def _scorer() -> ModuleType:
         "round 4 dev",
         "round 4 holdout",
         "round 5",
+        "round 6",
     ],
 )
 def test_the_packs_read_the_blind_corpora(
