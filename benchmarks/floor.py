@@ -2,8 +2,9 @@
 
 One connection (imapclient), LOGIN, EXAMINE INBOX, the same server-side SEARCH the scan sends
 (UID range, an OR-chain of FROM terms: the rule packs' sender domains and lookalike words,
-SINCE the scan's default date), then FETCH of the matched UIDs in chunks, with the same fetch
-item and chunk size as the scan. Nothing is parsed, classified or stored.
+SINCE the scan's default date), then FETCH of every matched mail whole, in chunks of the
+scan's size. Nothing is parsed, classified or stored. (The scan itself fetches less: sizes and
+structures, then stand-ins of large mails; see `parts.py`.)
 
     python benchmarks/floor.py --port 143 --user me --password secret
 
@@ -22,7 +23,8 @@ from typing import Any
 
 from imapclient import IMAPClient
 
-# As in optout_mail.sources.imap (not imported: it pulls in the configuration layer).
+# The scan's chunk size and whole-mail item (optout_mail.sources.imap and imap_fetch; not
+# imported: they pull in the configuration layer).
 FETCH_CHUNK = 50
 BODY_ITEM = "BODY.PEEK[]<0.1048576>"
 # optout_mail.config.DEFAULT_SINCE: a first scan looks back to this date.

@@ -11,6 +11,7 @@ before: slower, never different.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -217,12 +218,15 @@ class MailFetcher:
         return {int(uid): item for uid, item in response.items()}
 
 
-def _boundary_of(header: bytes) -> bytes | None:
-    from email.parser import BytesHeaderParser
-    from email.policy import compat32
+# The boundary parameter of the top Content-Type header (its folded lines included).
+_BOUNDARY = re.compile(
+    rb'(?im)^content-type:(?:[^\r\n]|\r?\n[ \t])*?\bboundary\s*=\s*(?:"([^"\r\n]+)"|([^\s;"]+))'
+)
 
-    boundary = BytesHeaderParser(policy=compat32).parsebytes(header).get_boundary()
-    return boundary.encode("utf-8", "surrogateescape") if boundary else None
+
+def _boundary_of(header: bytes) -> bytes | None:
+    found = _BOUNDARY.search(header)
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def _plan(item: dict[bytes, Any], min_bytes: int) -> TextParts | None:
