@@ -36,11 +36,9 @@ Triage = Callable[[RawMail], bool]  # False: no rule can match this mail
 
 @dataclass(frozen=True)
 class TextParts:
-    """The text parts of a multipart mail (IMAP part numbers), and the top boundary when the
-    structure names it (BODYSTRUCTURE does, the shorter BODY does not: then the header says)."""
+    """The text parts of a multipart mail, as IMAP part numbers ("1", "2.1")."""
 
     specs: tuple[str, ...]
-    boundary: bytes | None = None
 
 
 def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) -> TextParts | None:
@@ -50,7 +48,6 @@ def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) ->
     also reads from the parts' own MIME headers in the stand-in."""
     if size < min_bytes or size > MAX_FETCH_BYTES or not _is_multipart(structure):
         return None
-    boundary = _param(structure[2] if len(structure) > 2 else None, b"boundary")
     plain: list[str] = []
     html: list[str] = []
     multiparts = 0
@@ -79,21 +76,24 @@ def text_parts(structure: Any, size: int, min_bytes: int = PARTIAL_MIN_BYTES) ->
     chosen = plain or html
     if not chosen:
         return None
-    return TextParts(tuple(chosen), boundary)
+    return TextParts(tuple(chosen))
 
 
-def stand_in(
-    header: bytes, parts: Sequence[tuple[bytes, bytes]], boundary: bytes | None = None
-) -> bytes | None:
-    """A mail of `header` and the given (MIME header, body) parts under the top boundary (by
-    default the one the header declares); None when there is none."""
-    boundary = boundary or _boundary_of(header)
-    if not boundary:
-        return None
-    out = [header if header.endswith(b"\r\n\r\n") else header.rstrip(b"\r\n") + b"\r\n\r\n"]
+# The stand-in's own top boundary: one string for every mail, so the standard library's parser
+# compiles its boundary pattern once (it compiles one per distinct boundary), and one that text
+# parts do not contain ("=_" is not quoted-printable, "_" not base64).
+STAND_IN_BOUNDARY = b"=_optout-mail_stand-in_="
+_CONTENT_TYPE = re.compile(rb"(?im)^content-type:(?:[^\r\n]|\r?\n[ \t])*(?:\r?\n|$)")
+
+
+def stand_in(header: bytes, parts: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A mail of `header` (its Content-Type replaced) and the given (MIME header, body) parts."""
+    head = _CONTENT_TYPE.sub(b"", header).rstrip(b"\r\n")
+    content_type = b'Content-Type: multipart/mixed; boundary="' + STAND_IN_BOUNDARY + b'"'
+    out = [head, b"\r\n", content_type, b"\r\n\r\n"]
     for mime, body in parts:
-        out += [b"--", boundary, b"\r\n", mime, body, b"\r\n"]
-    out += [b"--", boundary, b"--\r\n"]
+        out += [b"--", STAND_IN_BOUNDARY, b"\r\n", mime, body, b"\r\n"]
+    out += [b"--", STAND_IN_BOUNDARY, b"--\r\n"]
     return b"".join(out)
 
 
@@ -202,9 +202,7 @@ class MailFetcher:
                 ]
                 if header is None or any(m is None or b is None for m, b in bodies):
                     continue  # vanished meanwhile; the whole fetch will say so
-                mail = stand_in(header, bodies, partial[uid].boundary)  # type: ignore[arg-type]
-                if mail is not None:
-                    out[uid] = mail
+                out[uid] = stand_in(header, bodies)  # type: ignore[arg-type]
         return out
 
     def _command(self, uids: list[int], items: list[str]) -> dict[int, dict[bytes, Any]]:
@@ -216,17 +214,6 @@ class MailFetcher:
         except IMAPClientError as exc:
             raise ConnectionLost(f"account {self._account}: FETCH failed ({clean(exc)})") from None
         return {int(uid): item for uid, item in response.items()}
-
-
-# The boundary parameter of the top Content-Type header (its folded lines included).
-_BOUNDARY = re.compile(
-    rb'(?im)^content-type:(?:[^\r\n]|\r?\n[ \t])*?\bboundary\s*=\s*(?:"([^"\r\n]+)"|([^\s;"]+))'
-)
-
-
-def _boundary_of(header: bytes) -> bytes | None:
-    found = _BOUNDARY.search(header)
-    return (found.group(1) or found.group(2)) if found else None
 
 
 def _plan(item: dict[bytes, Any], min_bytes: int) -> TextParts | None:
@@ -265,16 +252,6 @@ def _is_multipart(node: Any) -> bool:
 
 def _lower(value: Any) -> str:
     return value.decode("ascii", "replace").lower() if isinstance(value, bytes) else ""
-
-
-def _param(params: Any, name: bytes) -> bytes | None:
-    """A parameter of a BODYSTRUCTURE parameter list (key, value, key, value ...)."""
-    if not isinstance(params, tuple):
-        return None
-    for key, value in zip(params[::2], params[1::2], strict=False):
-        if isinstance(key, bytes) and key.lower() == name and isinstance(value, bytes):
-            return value
-    return None
 
 
 def _named(params: Any, prefix: bytes) -> bool:
