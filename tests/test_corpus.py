@@ -40,7 +40,7 @@ def _scorer() -> ModuleType:
         ("blind4", {"dev"}, 0.95),
         ("blind4", {"holdout"}, 0.95),
         ("blind5", {"holdout"}, 0.95),
-        ("blind6", {"holdout"}, 0.80),
+        ("blind6", {"holdout"}, 0.85),
     ],
     ids=[
         "round 1 dev",
