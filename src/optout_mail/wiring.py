@@ -32,21 +32,12 @@ def imap_source(name: str, account: Account, rules: Rules, *, parallel: bool = F
     def loaded() -> RuleSet:
         return rules if isinstance(rules, RuleSet) else rules()
 
+    def terms() -> tuple[str, ...]:
+        rule_set = loaded()
+        return (*rule_set.sender_domains(), *rule_set.lookalike_words())
+
     def triage(mail: RawMail) -> bool:
         return could_match(mail, loaded())
-
-    if isinstance(rules, RuleSet):
-        return IMAPSource(
-            name,
-            account,
-            sender_domains=rules.sender_domains(),
-            search_words=rules.lookalike_words(),
-            triage=triage,
-            parallel=parallel,
-        )
-
-    def terms() -> tuple[str, ...]:
-        return (*loaded().sender_domains(), *loaded().lookalike_words())
 
     return IMAPSource(
         name, account, sender_domains=(), search_terms=terms, triage=triage, parallel=parallel

@@ -234,23 +234,22 @@ class IMAPSession:
             return Batch(folder, mails, cursor, total=len(uids), ruled_out=ruled_out)
 
         triage = self.source.triage
-        workers = triage_pool.usable(len(uids)) if self.source.parallel else 0
-        if triage is None or not workers:
-            for index, chunk in enumerate(chunks):
-                yield batch(index, *self._fetcher.fetch(folder, uidvalidity, chunk))
-            return
-        # Several cores: workers judge earlier chunks while this process downloads the next.
+        workers = triage_pool.usable(len(uids)) if triage and self.source.parallel else 0
+        # With workers, they judge earlier chunks while this process downloads the next ones;
+        # without, each chunk is judged here before the next one is asked for.
         with triage_pool.TriagePool(triage, workers) as pool:
+
+            def finished(index: int, planned: Planned, pending: triage_pool.Pending) -> Batch:
+                return batch(index, *self._fetcher.finish(planned, pool.judge(pending)))
+
             waiting: deque[tuple[int, Planned, triage_pool.Pending]] = deque()
             for index, chunk in enumerate(chunks):
                 planned = self._fetcher.plan(folder, uidvalidity, chunk)
                 waiting.append((index, planned, pool.submit(planned.stand_ins)))
                 if len(waiting) > workers:
-                    done_index, done_plan, pending = waiting.popleft()
-                    yield batch(done_index, *self._fetcher.finish(done_plan, pool.judge(pending)))
+                    yield finished(*waiting.popleft())
             while waiting:
-                done_index, done_plan, pending = waiting.popleft()
-                yield batch(done_index, *self._fetcher.finish(done_plan, pool.judge(pending)))
+                yield finished(*waiting.popleft())
 
     def wait_for_news(
         self,

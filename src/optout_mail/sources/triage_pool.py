@@ -51,16 +51,18 @@ class Pending:
 
 
 class TriagePool:
-    """Worker processes running `triage`; `judge` falls back to this process when the
-    workers are gone (killed, out of memory), so a scan never fails for it."""
+    """`workers` processes running `triage` (none: every chunk is judged in this process);
+    `judge` falls back to this process when the workers are gone (killed, out of memory), so
+    a scan never fails for it."""
 
-    def __init__(self, triage: Triage, workers: int = 2) -> None:
+    def __init__(self, triage: Triage | None, workers: int) -> None:
         global _inherited
         _inherited = triage
         self._triage = triage
-        context = multiprocessing.get_context("fork")
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(workers, mp_context=context)
-        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers and triage is not None:
+            context = multiprocessing.get_context("fork")
+            self._pool = ProcessPoolExecutor(workers, mp_context=context)
 
     def submit(self, mails: Sequence[RawMail]) -> Pending:
         """Start judging `mails` in the worker; `judge` gives the verdicts."""
@@ -79,6 +81,8 @@ class TriagePool:
                 return pending.future.result()
             except BrokenProcessPool as exc:
                 self._give_up(exc)
+        if self._triage is None:  # no triage: every mail is read whole
+            return [True] * len(pending.mails)
         return [self._triage(mail) for mail in pending.mails]
 
     def _give_up(self, exc: BaseException) -> None:
