@@ -14,10 +14,6 @@ from functools import cached_property
 from optout_mail.model import Kind, Outcome
 from optout_mail.rules.authenticity import lookalike_word
 
-# Alternatives, each a list of requirements that must all be met, each requirement a tuple of
-# strings one of which must occur in the text: (("objection", "object"), ("honour", ...)), ...
-LexiconGate = tuple[tuple[tuple[str, ...], ...], ...]
-
 
 @dataclass(frozen=True)
 class Condition:
@@ -94,7 +90,6 @@ class Rule:
     mail: Clause = Clause()  # holds over all of Meta's own words
     code_near: str | None = None
     reference_near: str | None = None
-    lexicon_gate: LexiconGate | None = None  # like `gate`, over the folded own words
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,32 @@ def try_rule(rule: Rule, pack: Pack, domain: str, texts: Texts) -> tuple[RuleTra
     return RuleTrace(rule, True, tuple(reasons), closeness=1.0), groups
 
 
+def lexically_possible(rule: Rule, lexicon: dict[str, TermSet], texts: Texts) -> bool:
+    """False when the rule's lexicon clauses cannot hold: a set the mail clause needs occurs
+    nowhere, or no sentence clause has all its sets in one sentence. Exact (`try_rule` would
+    fail too) and cheap: set hits are memoised and reused when the rule is tried."""
+
+    def where(names: tuple[str, ...]) -> set[int]:
+        return set().union(*(texts.hits(lexicon[n]).keys() for n in names))
+
+    mail = rule.mail
+    if any(not where(alt) for alt in mail.all) or (mail.any and not where(mail.any)):
+        return False
+    if not rule.sentence:
+        return True
+    for clause in rule.sentence:
+        needed = [*clause.all, *([clause.any] if clause.any else [])]
+        together: set[int] | None = None
+        for alternatives in needed:
+            found = where(alternatives)
+            together = found if together is None else together & found
+            if not together:
+                break
+        if together is None or together:
+            return True
+    return False
+
+
 def _check_guards(
     rule: Rule, pack: Pack, texts: Texts, reasons: list[str]
 ) -> tuple[str, str | None] | None:

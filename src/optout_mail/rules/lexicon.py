@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from optout_mail.rules.compiled import Clause, LexiconGate, TermSet
-from optout_mail.rules.prefilter import any_in, literal_of
+from optout_mail.rules.compiled import Clause, TermSet
+from optout_mail.rules.prefilter import literal_of
 from optout_mail.rules.text import fold
 
 
@@ -114,37 +114,3 @@ def clause_from(
         none=names(entries_none),
         mail_none=names(entries_mail_none),
     )
-
-
-def clause_gate(
-    sentence: Iterable[Clause], mail: Clause, lexicon: Mapping[str, TermSet]
-) -> LexiconGate | None:
-    """What the own words must contain for the rule to hold, as alternatives (one per sentence
-    clause) of requirements that must all be met (the clause's sets, and the mail clause's),
-    each requirement a tuple of strings one of which must occur. None when some alternative
-    has no requirement at all: the rule is then always tried."""
-    always = _requirements(mail, lexicon)
-    clauses = list(sentence)
-    alternatives = [_requirements(clause, lexicon) + always for clause in clauses] or [always]
-    if not all(alternatives):
-        return None
-    return tuple(alternatives)
-
-
-def _requirements(clause: Clause, lexicon: Mapping[str, TermSet]) -> tuple[tuple[str, ...], ...]:
-    """Per set the clause needs (each `all` entry, and one of `any`), the strings one of which
-    occurs wherever the set does; an entry with a set that has none adds no requirement.
-    Most selective first: the one whose shortest string is longest."""
-    needed = [*clause.all, *([clause.any] if clause.any else [])]
-    out: list[tuple[str, ...]] = []
-    for alternatives in needed:
-        sets = [lexicon.get(name) for name in alternatives]
-        if all(s is not None and s.needles for s in sets):
-            out.append(tuple(dict.fromkeys(n for s in sets if s and s.needles for n in s.needles)))
-    out.sort(key=lambda needles: -min(map(len, needles)))
-    return tuple(out)
-
-
-def passes(gate: LexiconGate, text: str) -> bool:
-    """Whether `text` meets every requirement of one alternative of `gate`."""
-    return any(all(any_in(needles, text) for needles in alt) for alt in gate)

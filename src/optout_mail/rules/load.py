@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from optout_mail.errors import RuleError
 from optout_mail.model import ANSWER_OUTCOMES, Outcome
 from optout_mail.rules.compiled import Clause, Condition, Guard, Pack, Rule, RuleSet, TermSet
-from optout_mail.rules.lexicon import clause_from, clause_gate, compile_lexicon
+from optout_mail.rules.lexicon import clause_from, compile_lexicon
 from optout_mail.rules.prefilter import gate, required_literal
 from optout_mail.rules.schema import (
     ClauseSpec,
@@ -307,7 +307,6 @@ def _compile_rule(
         mail=mail,
         code_near=spec.extract.code_near,
         reference_near=spec.extract.reference_near,
-        lexicon_gate=clause_gate(sentence, mail, lexicon) if sentence or mail.all else None,
     )
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from optout_mail.model import Classification, Message, Outcome
 from optout_mail.rules.compiled import Pack, Rule, RuleSet
-from optout_mail.rules.conditions import RuleTrace, regex_extract, try_rule
+from optout_mail.rules.conditions import RuleTrace, lexically_possible, regex_extract, try_rule
 from optout_mail.rules.extract import extract_code, extract_reference
-from optout_mail.rules.lexicon import passes
 from optout_mail.rules.prefilter import any_in
 from optout_mail.rules.reading import Texts, mail_languages
 from optout_mail.rules.text import drop_links, drop_quoted_spans, split_own_words
@@ -84,7 +83,7 @@ def _run(message: Message, rule_set: RuleSet, *, explain: bool) -> Explanation:
             continue  # a rule of another language never reads the mail
         if not explain and (
             (rule.gate is not None and not any_in(rule.gate, folded))
-            or (rule.lexicon_gate is not None and not passes(rule.lexicon_gate, texts.lexical))
+            or not lexically_possible(rule, pack.lexicons.get(rule.language, {}), texts)
         ):
             continue
         trace, groups = try_rule(rule, pack, domain, texts)
