@@ -41,6 +41,7 @@ def _scorer() -> ModuleType:
         ("blind4", {"holdout"}, 0.95),
         ("blind5", {"holdout"}, 0.95),
         ("blind6", {"holdout"}, 0.85),
+        ("blind7", {"holdout"}, 0.70),
     ],
     ids=[
         "round 1 dev",
@@ -51,6 +52,7 @@ def _scorer() -> ModuleType:
         "round 4 holdout",
         "round 5",
         "round 6",
+        "round 7",
     ],
 )
 def test_the_packs_read_the_blind_corpora(

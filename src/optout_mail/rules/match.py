@@ -147,8 +147,11 @@ def _resolve(
 # more than "received": when no answer rule could read that part, it is `unclear`, not a
 # receipt. Each signal counts only in a sentence without what takes its force away.
 DOUBTS = (
-    ("refuse", ("pending", "conditional", "question", "extension", "nothing_to_do", "noreply")),
-    ("ask", ("conditional", "extension", "negation")),
+    (
+        "refuse",
+        ("pending", "conditional", "question", "extension", "nothing_to_do", "noreply", "rights"),
+    ),
+    ("ask", ("conditional", "extension", "negation", "rights", "please_note")),
 )
 
 
