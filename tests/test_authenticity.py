@@ -544,6 +544,10 @@ def test_self_hosted_headers_below_the_inbound_hop_came_with_the_mail() -> None:
     # A user who names the id vouches for a server that writes below the hop (rspamd can).
     named = Trust(("mail.novak.example.org",))
     assert verdict(*SELF, inbound, SELF_PASS, attacker, trust=named).authentic is True
+    # Where OpenDKIM 2.11 and OpenDMARC 1.4 put them: the reasons say how to trust the server.
+    unverified = verdict(*SELF, inbound, SELF_PASS, attacker)
+    assert any('trusted_authserv_ids = ["mail.novak.example.org"]' in r for r in unverified.reasons)
+    assert not any("trusted_authserv_ids" in r for r in verdict(*SELF, inbound, attacker).reasons)
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         domains = {org}
         ids = (top, org, f"*.{org}")
     inside, provider_hop_at = _block(trace, domains)
+    below: list[str] = []
     own_hops = any(entry.kind == "received" for entry in inside)
     # Yahoo and iCloud name their own hops only by internal names or IP literals; a table
     # provider needs some hop of its own above the mail, a self-hosted one a named hop.
@@ -99,6 +100,7 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         # took the mail in: anything below that hop came with the mail. A user who names the
         # ids (trusted_authserv_ids) vouches for a server that writes below it (rspamd behind
         # Postfix can) and strips forged copies.
+        below = _ids_below(inside[provider_hop_at:], ids)
         inside = inside[:provider_hop_at]
     headers: list[AuthHeader] = []
     warnings: list[str] = []
@@ -115,9 +117,22 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
             f"{header.authserv_id or 'Authentication-Results'}: {w}" for w in header.warnings
         )
     reasons = [f"provider {name}: {len(headers)} trusted Authentication-Results header(s)"]
+    if not headers and below:
+        # OpenDKIM 2.11 and OpenDMARC 1.4 write there; so can any sender. Say how to decide.
+        reasons.append(
+            f"Authentication-Results of {below[0]} stand below its own Received hop, where the "
+            "sender could have written them; if that server removes forged copies, trust it: "
+            f'trusted_authserv_ids = ["{below[0]}"]'
+        )
     if ignored:
         reasons.append(f"ignored untrusted authserv-id(s): {', '.join(sorted(set(ignored)))}")
     return Block(name, tuple(headers), tuple(reasons), tuple(warnings))
+
+
+def _ids_below(entries: list[TraceHeader], ids: tuple[str, ...]) -> list[str]:
+    """The trusted authserv-ids of the Authentication-Results among `entries`, in order."""
+    found = (parse_auth_header(e.value).authserv_id for e in entries if e.kind == "auth")
+    return list(dict.fromkeys(i for i in found if i and _id_trusted(i, ids)))
 
 
 def _block(
