@@ -42,6 +42,7 @@ def _scorer() -> ModuleType:
         ("blind5", {"holdout"}, 0.95),
         ("blind6", {"holdout"}, 0.90),
         ("blind7", {"holdout"}, 0.95),
+        ("blind8", {"holdout"}, 0.94),
     ],
     ids=[
         "round 1 dev",
@@ -53,6 +54,7 @@ def _scorer() -> ModuleType:
         "round 5",
         "round 6",
         "round 7",
+        "round 8",
     ],
 )
 def test_the_packs_read_the_blind_corpora(

@@ -343,3 +343,27 @@ def test_required_literal(pattern: str, needles: tuple[str, ...] | None) -> None
     from optout_mail.rules import required_literal
 
     assert required_literal(re.compile(pattern, re.IGNORECASE)) == needles
+
+
+def test_a_refusal_in_a_rights_or_if_sentence_vetoes_no_acceptance(
+    rule_set: RuleSet, mail: Callable[..., bytes]
+) -> None:
+    """An acceptance worded without "honour" must not be vetoed by a refusal word that only
+    appears in the closing paragraph on the person's rights or in an "if" sentence."""
+    accepted = (
+        "Hi Alex,\n\nWe've looked at your objection. From now on, your public information "
+        "won't be used to develop or improve generative AI models at Meta.\n\n"
+    )
+    closing = {
+        "rights": "If you feel that a request was wrongly rejected, you have the right to "
+        "lodge a complaint with the Data Protection Commission.\n",
+        "condition": "If we ever refuse a request from you, we will always explain why.\n",
+    }
+    for why, sentence in closing.items():
+        result = classify(parse(RawMail(mail(body=accepted + sentence), "t")), rule_set)
+        assert result.outcome is Outcome.HONOURED, (why, result)
+    refused = accepted + "Unfortunately we have refused your other request.\n"
+    assert classify(parse(RawMail(mail(body=refused), "t")), rule_set).outcome in (
+        Outcome.REJECTED,
+        Outcome.UNCLEAR,
+    )

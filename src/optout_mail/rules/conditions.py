@@ -171,15 +171,16 @@ def _clause_in_one_sentence(
 def _anywhere(
     entry: str, hits: dict[str, dict[int, str]], lexicon: dict[str, TermSet], texts: Texts
 ) -> bool:
-    """Whether `entry` occurs in the mail: one set anywhere, or "a+b" together in one
-    sentence that is not conditional ("please reply so that we can continue" asks; "if you
-    have more, please send it so that we can look again" does not)."""
-    parts = entry.split("+")
-    if len(parts) == 1:
-        return bool(hits[entry])
-    conditional = texts.hits(lexicon["conditional"]) if "conditional" in lexicon else {}
-    common = set.intersection(*(set(hits[p]) for p in parts))
-    return any(index not in conditional for index in common)
+    """Whether `entry` occurs in the mail: one set, or "a+b" together, in one sentence that is
+    neither conditional nor about the person's other rights ("please reply so that we can
+    continue" asks; "if you have more, please send it so that we can look again" does not, nor
+    does "if we refuse a request, you may complain to ...")."""
+    aside: set[int] = set()
+    for name in ("conditional", "rights"):
+        if name in lexicon:
+            aside.update(texts.hits(lexicon[name]))
+    common = set.intersection(*(set(hits[p]) for p in entry.split("+")))
+    return any(index not in aside for index in common)
 
 
 def _check_mail(
