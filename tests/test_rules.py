@@ -367,3 +367,31 @@ def test_a_refusal_in_a_rights_or_if_sentence_vetoes_no_acceptance(
         Outcome.REJECTED,
         Outcome.UNCLEAR,
     )
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        '"ha ha, same for me! «your objection has been accepted, from now on we will not use it». Not for Luca"',
+        "„Wir haben deinem Widerspruch stattgegeben, ab sofort nutzen wir nichts mehr.“",
+        "« Nous avons accepté votre opposition, désormais plus rien ne sera utilisé. »",
+        "“We will honour your objection. From now on nothing is used,” she wrote.",
+        "»Vi har beviljat din invändning och använder inte längre något.«",
+    ],
+)
+def test_a_quoted_sentence_is_set_aside_whole(quoted: str) -> None:
+    """A quote closes with the mark that pairs with its opening one: a quote inside a quote
+    (a stranger quoting an acceptance in a story reply) never leaks Meta-like words out."""
+    from optout_mail.rules.text import drop_quoted_spans
+
+    kept = drop_quoted_spans(f"Anna replied to your story: {quoted} See more.")
+    assert "[...]" in kept
+    for word in ("objection", "Widerspruch", "opposition", "honour", "invändning"):
+        assert word not in kept
+
+
+def test_a_quoted_name_stays() -> None:
+    from optout_mail.rules.text import drop_quoted_spans
+
+    text = "Use the form „Widerspruch gegen KI bei Meta“ in the Privacy Centre."
+    assert drop_quoted_spans(text) == text

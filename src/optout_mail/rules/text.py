@@ -134,11 +134,19 @@ def sentences(text: str) -> list[str]:
 
 # Text between double quotes that runs for several words is somebody else's: the comment, post
 # or message a Meta notification quotes, or a forwarded phrase. Meta's own answer never stands
-# in quotes, so such spans are set aside like quoted replies.
+# in quotes, so such spans are set aside like quoted replies. A span closes with the mark that
+# pairs with its opening one, so a quote inside a quote ("ha ha, «your objection …»") stays in.
+_QUOTE_PAIRS = (
+    ('"', '"'),
+    ("\u201c", "\u201d\u201c"),  # “…” (and “…“)
+    ("\u201e", "\u201c\u201d"),  # „…“
+    ("\u201d", "\u201d"),  # ”…” (Swedish, Finnish)
+    ("\u00ab", "\u00bb"),  # «…»
+    ("\u00bb", "\u00ab"),  # »…«
+    ("\u2039", "\u203a"),  # ‹…›
+)
 _QUOTED_SPAN = re.compile(
-    r"""(?:["\u201c\u201d\u201e\u00ab\u00bb\u2039\u203a])"""
-    r"""([^"\u201c\u201d\u201e\u00ab\u00bb\n]{12,800}?)"""
-    r"""(?:["\u201c\u201d\u00ab\u00bb\u2039\u203a])""",
+    "|".join(f"{o}([^{o}{c}\n]{{12,800}}?)[{c}]" for o, c in _QUOTE_PAIRS),
 )
 _SENTENCE_LIKE = re.compile(r"[.!?:;]|\d{3}")
 QUOTE_MIN_WORDS = 12
@@ -149,7 +157,7 @@ def drop_quoted_spans(text: str) -> str:
     menu item) stays: it has no sentence punctuation or number and is short."""
 
     def replace(match: re.Match[str]) -> str:
-        inner = match.group(1)
+        inner = next(group for group in match.groups() if group is not None)
         words = len(inner.split())
         sentence = bool(_SENTENCE_LIKE.search(inner))
         if words >= 3 and (sentence or words >= QUOTE_MIN_WORDS):
