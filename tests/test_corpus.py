@@ -36,13 +36,14 @@ def _scorer() -> ModuleType:
         ("paraphrase", {"dev"}, 0.95),
         ("paraphrase", {"holdout"}, 0.95),
         ("blind2", {"holdout"}, 0.85),
-        ("blind3", {"holdout"}, 0.93),
+        ("blind3", {"holdout"}, 0.95),
         ("blind4", {"dev"}, 0.95),
         ("blind4", {"holdout"}, 0.95),
         ("blind5", {"holdout"}, 0.95),
-        ("blind6", {"holdout"}, 0.90),
+        ("blind6", {"holdout"}, 0.92),
         ("blind7", {"holdout"}, 0.95),
         ("blind8", {"holdout"}, 0.94),
+        ("blind9", {"holdout"}, 0.95),
     ],
     ids=[
         "round 1 dev",
@@ -55,6 +56,7 @@ def _scorer() -> ModuleType:
         "round 6",
         "round 7",
         "round 8",
+        "round 9",
     ],
 )
 def test_the_packs_read_the_blind_corpora(
