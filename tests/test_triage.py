@@ -198,3 +198,19 @@ def test_skipping_rules_is_exact(rule_set: RuleSet) -> None:
         assert fast == explain(message, rule_set).classification, path
         compared += fast.outcome is not None
     assert compared > 100
+
+
+def test_language_markers_read_word_by_word_are_exact(rule_set: RuleSet) -> None:
+    """The markers of a mail, looked up word by word (and remembered per pack), are the ones
+    each language's marker alternation finds over the whole text."""
+    from optout_mail.rules.reading import Texts, _markers_found
+
+    pack = rule_set.packs[0]
+    assert len(pack.word_markers) >= 8  # the fast path is the one being compared
+    for path in CORPUS:
+        texts = Texts.of(parse(RawMail(path.read_bytes(), "test")))
+        expected = {
+            language: {m.group(0) for m in marker.pattern.finditer(texts.lexical)}
+            for language, marker in pack.markers.items()
+        }
+        assert _markers_found(pack, texts) == expected, path

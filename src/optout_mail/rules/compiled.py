@@ -92,6 +92,9 @@ class Rule:
     reference_near: str | None = None
 
 
+_WORD_TERM = re.compile(r"[\w\[\]()?:|]+(?:\\b)?")
+
+
 @dataclass(frozen=True)
 class Pack:
     id: str
@@ -102,6 +105,27 @@ class Pack:
     guards: dict[str, Guard]
     rules: tuple[Rule, ...]  # sorted: highest priority first, then id
     lexicons: dict[str, dict[str, TermSet]] = field(default_factory=dict)  # language -> sets
+    # What each word says of a mail's language: word -> ((language, marker found), ...), filled
+    # as mails are read (see `rules.reading.mail_languages`); the same words recur in every mail.
+    marker_words: dict[str, tuple[tuple[str, str], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @cached_property
+    def markers(self) -> dict[str, TermSet]:
+        """The `marker` set of every language that has one."""
+        return {lang: sets["marker"] for lang, sets in self.lexicons.items() if "marker" in sets}
+
+    @cached_property
+    def word_markers(self) -> frozenset[str]:
+        """The languages whose marker terms all stay inside one word (letters, digits, groups
+        and classes of them, an optional \\b at the end): a mail's markers of such a language
+        are its words' markers."""
+        return frozenset(
+            lang
+            for lang, markers in self.markers.items()
+            if all(_WORD_TERM.fullmatch(t) for t in markers.terms)
+        )
 
     def sender_platform(self, domain: str) -> str | None:
         """The platform of a sender domain when the pack covers it (longest suffix wins)."""
