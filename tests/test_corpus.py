@@ -44,6 +44,7 @@ def _scorer() -> ModuleType:
         ("blind7", {"holdout"}, 0.95),
         ("blind8", {"holdout"}, 0.94),
         ("blind9", {"holdout"}, 0.95),
+        ("blind10", {"holdout"}, 0.93),
     ],
     ids=[
         "round 1 dev",
@@ -57,6 +58,7 @@ def _scorer() -> ModuleType:
         "round 7",
         "round 8",
         "round 9",
+        "round 10",
     ],
 )
 def test_the_packs_read_the_blind_corpora(

@@ -9,7 +9,8 @@ import re
 # 6 to 8 digits, possibly written in two groups ("714 093", "2759-0614"), not part of a longer
 # number, a date, a time or an amount.
 _CODE = re.compile(r"(?<![\d.,:/+])(\d{3,8}(?:[ \u00a0-]\d{3,4})?)(?!\d|[.,:/]\d)")
-_REFERENCE = re.compile(r"(?<![\w-])(#?[a-z0-9][a-z0-9-]{3,30})(?![\w-])")
+# A case number may be written in groups of digits ("8840 2291 5573"): one reference.
+_REFERENCE = re.compile(r"(?<![\w-])(#?[a-z0-9][a-z0-9-]{3,30}(?: \d{3,4}(?![\w-]))*)(?![\w-])")
 # Sentences after the one that announces a code in which the code may stand on its own.
 _FOLLOWING = 2
 
@@ -43,7 +44,7 @@ def extract_reference(sentences: list[str], near: dict[int, str]) -> str | None:
         sentence = sentences[index]
         position = sentence.find(near[index]) + len(near[index])
         for match in _REFERENCE.finditer(sentence[position : position + 60]):
-            token = match.group(1).lstrip("#")
+            token = match.group(1).lstrip("#").replace(" ", "")
             if sum(ch.isdigit() for ch in token) >= 4:
                 return token.upper() if not token.isdigit() else token
     return None
