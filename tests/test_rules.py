@@ -372,8 +372,8 @@ def test_a_refusal_in_a_rights_or_if_sentence_vetoes_no_acceptance(
 @pytest.mark.parametrize(
     "quoted",
     [
-        '"ha ha, same for me! «your objection has been accepted, from now on we will not use it». "'
-        '"Not for Luca"',
+        '"ha ha, same for me! «your objection has been accepted, from now on we will not use it». '
+        'Not for Luca"',
         "„Wir haben deinem Widerspruch stattgegeben, ab sofort nutzen wir nichts mehr.“",
         "« Nous avons accepté votre opposition, désormais plus rien ne sera utilisé. »",
         "“We will honour your objection. From now on nothing is used,” she wrote.",
