@@ -45,6 +45,7 @@ def _scorer() -> ModuleType:
         ("blind8", {"holdout"}, 0.94),
         ("blind9", {"holdout"}, 0.95),
         ("blind10", {"holdout"}, 0.93),
+        ("blind11", {"holdout"}, 0.97),
     ],
     ids=[
         "round 1 dev",
@@ -59,6 +60,7 @@ def _scorer() -> ModuleType:
         "round 8",
         "round 9",
         "round 10",
+        "round 11",
     ],
 )
 def test_the_packs_read_the_blind_corpora(
