@@ -83,7 +83,7 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         domains = {org}
         ids = (top, org, f"*.{org}")
     inside, provider_hop_at = _block(trace, domains)
-    below: list[str] = []
+    cut: list[TraceHeader] = []  # the trace below the inbound hop, when it is set aside
     own_hops = any(entry.kind == "received" for entry in inside)
     # Yahoo and iCloud name their own hops only by internal names or IP literals; a table
     # provider needs some hop of its own above the mail, a self-hosted one a named hop.
@@ -100,8 +100,7 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         # took the mail in: anything below that hop came with the mail. A user who names the
         # ids (trusted_authserv_ids) vouches for a server that writes below it (rspamd behind
         # Postfix can) and strips forged copies.
-        below = _ids_below(inside[provider_hop_at:], ids)
-        inside = inside[:provider_hop_at]
+        inside, cut = inside[:provider_hop_at], inside[provider_hop_at:]
     headers: list[AuthHeader] = []
     warnings: list[str] = []
     ignored: list[str] = []
@@ -117,8 +116,10 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
             f"{header.authserv_id or 'Authentication-Results'}: {w}" for w in header.warnings
         )
     reasons = [f"provider {name}: {len(headers)} trusted Authentication-Results header(s)"]
-    if not headers and below:
-        # OpenDKIM 2.11 and OpenDMARC 1.4 write there; so can any sender. Say how to decide.
+    # Read only when nothing above counts: OpenDKIM 2.11 and OpenDMARC 1.4 write there, and so
+    # can any sender. Say how to decide.
+    below = _ids_below(cut, ids) if not headers else []
+    if below:
         reasons.append(
             f"Authentication-Results of {below[0]} stand below its own Received hop, where the "
             "sender could have written them; if that server removes forged copies, trust it: "
