@@ -96,10 +96,10 @@ def provider_headers(trace: tuple[TraceHeader, ...], trust: Trust) -> Block:
         and provider_hop_at is not None
         and not trust.authserv_ids
     ):
-        # Milters (self-hosted) and Exchange stamp their results above the hop where they
-        # took the mail in: anything below that hop came with the mail. A user who names the
-        # ids (trusted_authserv_ids) vouches for a server that writes below it (rspamd behind
-        # Postfix can) and strips forged copies.
+        # Only a result above the hop where the server took the mail in is surely its own
+        # (RFC 8601); below it a sender can have written one. A user who names the ids
+        # (trusted_authserv_ids) vouches for a server that writes below it (OpenDKIM 2.11,
+        # OpenDMARC 1.4, rspamd behind Postfix) and strips forged copies.
         inside, cut = inside[:provider_hop_at], inside[provider_hop_at:]
     headers: list[AuthHeader] = []
     warnings: list[str] = []
